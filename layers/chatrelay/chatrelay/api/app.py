@@ -1,0 +1,90 @@
+"""The FastAPI application: one app for every entry point (uvicorn, LWA, Mangum)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+
+from chatrelay import __version__, errors
+from chatrelay.api import routes_chat, routes_history, routes_system
+from chatrelay.api.services import Services
+from chatrelay.observability import logger
+from chatrelay.settings import Settings, get_settings
+
+
+def _error(status: int, code: str, message: str, **extra: object) -> JSONResponse:
+    body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _field_of(error: dict) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    return ".".join(loc) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ChatRelayError)
+    async def _chatrelay_error(request: Request, exc: errors.ChatRelayError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.error("request failed", extra={"error_code": exc.code, "path": request.url.path})
+        return _error(exc.status_code, **exc.to_dict())  # type: ignore[arg-type]
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"field": _field_of(e), "message": e.get("msg", "")} for e in exc.errors()]
+        first = details[0] if details else {"field": "body", "message": "invalid"}
+        return _error(422, "invalid_request", f"{first['field']}: {first['message']}", field=first["field"], errors=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"path": request.url.path})
+        return _error(500, "internal_error", "internal error")
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = services or Services.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await services.registry.aclose()
+
+    app = FastAPI(
+        title="chatrelay",
+        version=__version__,
+        description="Streams LLM answers as SSE and keeps every chat turn in DynamoDB.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    app.include_router(routes_system.router)
+    app.include_router(routes_chat.router)
+    app.include_router(routes_history.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["X-Conversation-Id", "X-Message-Id"],
+            max_age=600,
+        )
+    h5 = Path(__file__).resolve().parent.parent / "h5"
+    if settings.serve_h5 and (h5 / "index.html").is_file():
+        from chatrelay.api.h5 import mount_h5
+
+        mount_h5(app, h5)
+    return app

@@ -1,0 +1,5 @@
+"""``chatrelay.api.asgi:app``: the app built from the environment, for uvicorn."""
+
+from chatrelay.api.app import create_app
+
+app = create_app()

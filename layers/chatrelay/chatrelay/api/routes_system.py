@@ -1,0 +1,31 @@
+"""Health, models and the local-only dev login."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from chatrelay import errors
+from chatrelay.api.schemas import DevLoginRequest, ErrorBody
+from chatrelay.api.security import ServicesDep, UserId
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+async def healthz():
+    """Readiness for Lambda Web Adapter: cheap, touches no dependency."""
+    return {"status": "ok"}
+
+
+@router.get("/v1/models", responses={401: {"model": ErrorBody}})
+async def list_models(user_id: UserId, services: ServicesDep):
+    return {"default": services.settings.default_model, "models": services.registry.names}
+
+
+@router.post("/v1/auth/dev", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def dev_login(body: DevLoginRequest, services: ServicesDep):
+    """Local development and tests only (``CHATRELAY_DEV_AUTH=1``): a token for any user id."""
+    if not services.settings.dev_auth:
+        raise errors.NotFound("not found")
+    token = services.tokens.issue(body.user_id)
+    return {"token": token, "tokenType": "Bearer", "expiresIn": services.tokens.ttl_seconds}

@@ -1,0 +1,29 @@
+"""The caller's identity, from ``Authorization: Bearer <token>`` only."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from chatrelay import errors
+from chatrelay.api.services import Services, get_services
+
+_bearer = HTTPBearer(auto_error=False, description="A token from POST /v1/auth/dev (local) or the login route.")
+
+
+def current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    services: Annotated[Services, Depends(get_services)],
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise errors.Unauthorized("a bearer token is required")
+    user_id = services.tokens.verify(credentials.credentials)
+    request.state.user_id = user_id
+    return user_id
+
+
+UserId = Annotated[str, Depends(current_user)]
+ServicesDep = Annotated[Services, Depends(get_services)]

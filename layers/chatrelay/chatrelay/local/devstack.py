@@ -1,0 +1,89 @@
+"""``make dev``: the whole stack on this machine, on embedded defaults.
+
+Starts DynamoDB Local (data kept under ``.data/dynamodb``) unless
+``DYNAMODB_ENDPOINT_URL`` points elsewhere, creates the chat table from
+``template.yaml`` if missing, starts the fake LLM unless ``LLM_BASE_URL`` is set,
+and serves the app on ``http://127.0.0.1:$PORT`` (8000) with dev login enabled.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import uvicorn
+
+from chatrelay.local import dynamodb_local
+from chatrelay.local.paths import repo_root
+from chatrelay.local.table import ensure_table
+
+USAGE = """
+chatrelay is up on {base}
+
+  TOKEN=$(curl -s -X POST {base}/v1/auth/dev -H 'Content-Type: application/json' \\
+          -d '{{"userId":"demo"}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -N -X POST {base}/v1/chat/stream -H "Authorization: Bearer $TOKEN" \\
+       -H 'Content-Type: application/json' -d '{{"prompt":"你好, tell me a story"}}'
+  curl -s {base}/v1/conversations -H "Authorization: Bearer $TOKEN"
+
+H5 chat page: {base}/   upstream: {upstream}   table: {table} at {ddb}
+"""
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not come up")
+
+
+def main() -> None:
+    root = repo_root()
+    children: list[subprocess.Popen] = []
+    ddb_server = None
+    port = int(os.environ.get("PORT", "8000"))
+    os.environ.setdefault("CHATRELAY_DEV_AUTH", "1")
+    os.environ.setdefault("CHAT_TABLE", "chatrelay-chat")
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_REGION", "us-east-1")
+    try:
+        if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
+            ddb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8002"))
+            ddb_server = dynamodb_local.start(port=ddb_port, data_dir=root / ".data" / "dynamodb")
+            os.environ["DYNAMODB_ENDPOINT_URL"] = ddb_server.endpoint
+        endpoint = os.environ["DYNAMODB_ENDPOINT_URL"]
+        ensure_table(dynamodb_local.local_client(endpoint), os.environ["CHAT_TABLE"])
+
+        if os.environ.get("LLM_BASE_URL"):
+            upstream = os.environ["LLM_BASE_URL"]
+        else:
+            mock_port = int(os.environ.get("MOCK_LLM_PORT", "8001"))
+            children.append(
+                subprocess.Popen([sys.executable, "-m", "chatrelay.mockllm", "--port", str(mock_port)])
+            )
+            upstream = f"http://127.0.0.1:{mock_port}/v1"
+            os.environ["MOCK_LLM_BASE_URL"] = upstream
+            _wait_http(f"http://127.0.0.1:{mock_port}/healthz")
+
+        base = f"http://127.0.0.1:{port}"
+        print(USAGE.format(base=base, upstream=upstream, table=os.environ["CHAT_TABLE"], ddb=endpoint), flush=True)
+        uvicorn.run("chatrelay.api.asgi:app", host="127.0.0.1", port=port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.wait(timeout=10)
+        if ddb_server is not None:
+            ddb_server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""All runtime configuration, read once from the environment.
+
+Every environment variable the service reads is named here and nowhere else
+(the Powertools ``shared/constants.py`` habit). Explicit constructor arguments win
+over the environment, so tests build a ``Settings(...)`` and pass it to
+``create_app`` instead of patching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # --- storage -----------------------------------------------------------
+    chat_table: str = Field("chatrelay-chat", validation_alias=_env("CHAT_TABLE", "chat_table"))
+    dynamodb_endpoint_url: str | None = Field(
+        None, validation_alias=_env("DYNAMODB_ENDPOINT_URL", "dynamodb_endpoint_url")
+    )
+    aws_region: str = Field(
+        "us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
+    )
+    retention_days: int = Field(
+        0, ge=0, validation_alias=_env("CHATRELAY_RETENTION_DAYS", "retention_days")
+    )
+    """Days a turn is kept before DynamoDB's TTL removes it; 0 keeps it forever."""
+    storage_threads: int = Field(
+        64, ge=1, validation_alias=_env("CHATRELAY_STORAGE_THREADS", "storage_threads")
+    )
+    """Worker threads for boto3 calls (boto3 is blocking; the event loop never is)."""
+
+    # --- identity ----------------------------------------------------------
+    token_secret: SecretStr | None = Field(
+        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET", "token_secret")
+    )
+    token_issuer: str = Field("chatrelay", validation_alias=_env("CHATRELAY_TOKEN_ISSUER", "token_issuer"))
+    token_audience: str = Field(
+        "chatrelay-client", validation_alias=_env("CHATRELAY_TOKEN_AUDIENCE", "token_audience")
+    )
+    token_ttl_seconds: int = Field(
+        3600, gt=0, validation_alias=_env("CHATRELAY_TOKEN_TTL_SECONDS", "token_ttl_seconds")
+    )
+    dev_auth: bool = Field(False, validation_alias=_env("CHATRELAY_DEV_AUTH", "dev_auth"))
+    """Enables ``POST /v1/auth/dev``: local development and tests only."""
+
+    # --- upstream LLM ------------------------------------------------------
+    llm_base_url: str | None = Field(None, validation_alias=_env("LLM_BASE_URL", "llm_base_url"))
+    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("LLM_API_KEY", "llm_api_key"))
+    llm_model: str | None = Field(None, validation_alias=_env("LLM_MODEL", "llm_model"))
+    default_model: str = Field("default", validation_alias=_env("CHATRELAY_DEFAULT_MODEL", "default_model"))
+    """Preset used when a request names no model."""
+    mock_llm_base_url: str = Field(
+        "http://127.0.0.1:8001/v1", validation_alias=_env("MOCK_LLM_BASE_URL", "mock_llm_base_url")
+    )
+    system_prompt: str = Field(
+        "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT", "system_prompt")
+    )
+    context_max_turns: int = Field(
+        10, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_TURNS", "context_max_turns")
+    )
+    context_max_chars: int = Field(
+        12000, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_CHARS", "context_max_chars")
+    )
+    max_output_tokens: int | None = Field(
+        None, validation_alias=_env("CHATRELAY_MAX_OUTPUT_TOKENS", "max_output_tokens")
+    )
+    connect_timeout: float = Field(10.0, gt=0, validation_alias=_env("CHATRELAY_CONNECT_TIMEOUT", "connect_timeout"))
+    first_token_timeout: float = Field(
+        60.0, gt=0, validation_alias=_env("CHATRELAY_FIRST_TOKEN_TIMEOUT", "first_token_timeout")
+    )
+    idle_timeout: float = Field(60.0, gt=0, validation_alias=_env("CHATRELAY_IDLE_TIMEOUT", "idle_timeout"))
+    """Longest silence between two upstream chunks before the turn fails."""
+
+    # --- stream behaviour --------------------------------------------------
+    ping_interval: float = Field(15.0, ge=0, validation_alias=_env("CHATRELAY_PING_INTERVAL", "ping_interval"))
+    stop_poll_interval: float = Field(
+        1.0, gt=0, validation_alias=_env("CHATRELAY_STOP_POLL_INTERVAL", "stop_poll_interval")
+    )
+    """How often a running stream reads its turn for a stop request (Lambda has no disconnect)."""
+    max_answer_seconds: float = Field(
+        600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS", "max_answer_seconds")
+    )
+    max_answer_chars: int = Field(
+        100_000, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_CHARS", "max_answer_chars")
+    )
+    """Hard cap on the stored answer; DynamoDB items stop at 400 KB."""
+    max_prompt_chars: int = Field(
+        8000, gt=0, validation_alias=_env("CHATRELAY_MAX_PROMPT_CHARS", "max_prompt_chars")
+    )
+
+    # --- HTTP --------------------------------------------------------------
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias=_env("CHATRELAY_CORS_ORIGINS", "cors_origins")
+    )
+    """JSON list of allowed origins, e.g. ``["https://example.com"]``; empty disables CORS."""
+    serve_h5: bool = Field(True, validation_alias=_env("CHATRELAY_SERVE_H5", "serve_h5"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

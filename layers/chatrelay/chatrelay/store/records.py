@@ -1,0 +1,95 @@
+"""What the store keeps: conversations and turns, as plain dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class TurnStatus(str, Enum):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    TRUNCATED = "truncated"
+    """Ended by a hard cap (answer length or duration); the partial answer is kept."""
+
+
+@dataclass(slots=True)
+class Conversation:
+    conversation_id: str
+    title: str
+    created_at: str
+    updated_at: str
+    turn_count: int
+    model: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "conversationId": self.conversation_id,
+            "title": self.title,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+            "turnCount": self.turn_count,
+            "model": self.model,
+        }
+
+
+@dataclass(slots=True)
+class Turn:
+    message_id: str
+    conversation_id: str
+    question: str
+    model: str
+    created_at: str
+    status: TurnStatus = TurnStatus.STREAMING
+    answer: str = ""
+    reasoning: str = ""
+    finished_at: str | None = None
+    finish_reason: str | None = None
+    error_code: str | None = None
+    usage: dict[str, int] | None = None
+    ttft_ms: int | None = None
+    useful: int = 0
+    terminal: str | None = None
+    window: str | None = None
+    request_id: str | None = None
+    provider: str | None = None
+    stop_requested: bool = False
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "messageId": self.message_id,
+            "conversationId": self.conversation_id,
+            "question": self.question,
+            "answer": self.answer,
+            "reasoning": self.reasoning or None,
+            "status": self.status.value,
+            "model": self.model,
+            "createTime": self.created_at,
+            "finishTime": self.finished_at,
+            "finishReason": self.finish_reason,
+            "errorCode": self.error_code,
+            "usage": self.usage,
+            "ttftMs": self.ttft_ms,
+            "useful": self.useful,
+            "terminal": self.terminal,
+            "window": self.window,
+            "requestId": self.request_id,
+        }
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[Any] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(slots=True)
+class TurnStart:
+    """The outcome of starting a turn: a fresh one, or the turn a retried requestId already made."""
+
+    turn: Turn
+    conversation: Conversation | None
+    duplicate: bool = False

@@ -1,0 +1,285 @@
+"""The relay: one chat turn from upstream deltas to client events, persisted on the way.
+
+``TurnRelay.events()`` yields :class:`RelayEvent` objects the moment the provider
+yields a delta (no buffering: one upstream chunk, one event). The turn was written
+as ``streaming`` before the relay starts; the relay writes it once more when it
+ends, whatever the ending:
+
+    ending                                   status     client sees
+    upstream finished                        complete   done
+    stop endpoint (polled) / client gone     stopped    done (stopped) / nothing
+    upstream error, timeout, cut             failed     error, done
+    answer length or duration cap reached    truncated  done (length_cap/time_cap)
+
+The next upstream chunk is awaited as a task, so the wait can be bounded by
+first-token, idle and total deadlines and raced against the stop watcher without
+cancelling the provider's generator half-way through a read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from chatrelay import errors
+from chatrelay.observability import logger, record_turn
+from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage
+from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.records import Turn, TurnStatus
+
+
+@dataclass(frozen=True, slots=True)
+class MetaEvent:
+    conversation_id: str
+    message_id: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaEvent:
+    text: str
+    offset: int
+    """Characters (code points) of the answer so far, this delta included."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningEvent:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class DoneEvent:
+    finish_reason: str
+    usage: dict[str, int] | None = None
+
+
+RelayEvent = MetaEvent | DeltaEvent | ReasoningEvent | ErrorEvent | DoneEvent
+
+
+@dataclass(slots=True)
+class RelayLimits:
+    first_token_timeout: float = 60.0
+    idle_timeout: float = 60.0
+    max_answer_seconds: float = 600.0
+    max_answer_chars: int = 100_000
+    stop_poll_interval: float = 1.0
+
+
+@dataclass(slots=True)
+class _Progress:
+    answer: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    chars: int = 0
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    ttft_ms: int | None = None
+
+
+def build_messages(system_prompt: str, history: Sequence[Turn], prompt: str, max_chars: int) -> list[ChatMessage]:
+    """System prompt, then as many of the latest turns as fit ``max_chars``, then the question."""
+    kept: list[Turn] = []
+    budget = max_chars - len(prompt)
+    for turn in reversed(history):
+        if not turn.answer or turn.status not in (TurnStatus.COMPLETE, TurnStatus.STOPPED, TurnStatus.TRUNCATED):
+            continue
+        cost = len(turn.question) + len(turn.answer)
+        if cost > budget:
+            break
+        budget -= cost
+        kept.append(turn)
+    messages = [ChatMessage("system", system_prompt)] if system_prompt else []
+    for turn in reversed(kept):
+        messages += [ChatMessage("user", turn.question), ChatMessage("assistant", turn.answer)]
+    messages.append(ChatMessage("user", prompt))
+    return messages
+
+
+class TurnRelay:
+    def __init__(
+        self,
+        *,
+        store: DynamoDBChatStore,
+        provider: Provider,
+        user_id: str,
+        turn: Turn,
+        messages: Sequence[ChatMessage],
+        params: StreamParams,
+        limits: RelayLimits,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._user_id = user_id
+        self._turn = turn
+        self._messages = messages
+        self._params = params
+        self._limits = limits
+        self._progress = _Progress()
+        self._finished = False
+
+    async def events(self) -> AsyncIterator[RelayEvent]:
+        turn = self._turn
+        yield MetaEvent(turn.conversation_id, turn.message_id, turn.model)
+        started = time.monotonic()
+        upstream = self._provider.stream(self._messages, self._params)
+        pending: asyncio.Task[ChatDelta] | None = None
+        stop_watch = asyncio.create_task(self._watch_for_stop())
+        progress = self._progress
+        try:
+            while True:
+                if pending is None:
+                    pending = asyncio.create_task(_next(upstream))
+                now = time.monotonic()
+                waiting_for = "first_token" if progress.ttft_ms is None else "idle"
+                token_deadline = now + (
+                    self._limits.first_token_timeout if waiting_for == "first_token" else self._limits.idle_timeout
+                )
+                total_deadline = started + self._limits.max_answer_seconds
+                done, _ = await asyncio.wait(
+                    {pending, stop_watch},
+                    timeout=max(0.0, min(token_deadline, total_deadline) - now),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stop_watch in done:
+                    await _cancel(pending)
+                    pending = None
+                    yield await self._end(TurnStatus.STOPPED, "stopped", started)
+                    return
+                if pending not in done:
+                    await _cancel(pending)
+                    pending = None
+                    if time.monotonic() >= total_deadline:
+                        yield await self._end(TurnStatus.TRUNCATED, "time_cap", started)
+                        return
+                    raise errors.UpstreamTimeout(f"no {waiting_for.replace('_', ' ')} within the time limit")
+                try:
+                    delta = pending.result()
+                except StopAsyncIteration:
+                    pending = None
+                    yield await self._end(TurnStatus.COMPLETE, progress.finish_reason or "stop", started)
+                    return
+                pending = None
+                if delta.usage is not None:
+                    progress.usage = delta.usage
+                if delta.finish_reason:
+                    progress.finish_reason = delta.finish_reason
+                if (delta.text or delta.reasoning) and progress.ttft_ms is None:
+                    progress.ttft_ms = int((time.monotonic() - started) * 1000)
+                if delta.reasoning:
+                    progress.reasoning.append(delta.reasoning)
+                    yield ReasoningEvent(delta.reasoning)
+                if delta.text:
+                    room = self._limits.max_answer_chars - progress.chars
+                    text = delta.text[:room]
+                    if text:
+                        progress.answer.append(text)
+                        progress.chars += len(text)
+                        yield DeltaEvent(text, progress.chars)
+                    if len(delta.text) > room:
+                        yield await self._end(TurnStatus.TRUNCATED, "length_cap", started)
+                        return
+        except errors.UpstreamError as exc:
+            logger.warning("upstream failed", extra={"error_code": exc.code, "upstream_status": exc.status})
+            yield ErrorEvent(exc.code, exc.message)
+            yield await self._end(TurnStatus.FAILED, "error", started, error_code=exc.code)
+        except Exception:
+            logger.exception("relay failed")
+            yield ErrorEvent("internal_error", "the answer failed")
+            yield await self._end(TurnStatus.FAILED, "error", started, error_code="internal_error")
+        finally:
+            # Runs on every exit, including the client going away (CancelledError from
+            # the response's task group): stop the upstream, then persist the ending.
+            with anyio.CancelScope(shield=True):
+                stop_watch.cancel()
+                await _cancel(pending)
+                with contextlib.suppress(Exception):
+                    await upstream.aclose()
+                if not self._finished:
+                    await self._end(TurnStatus.STOPPED, "client_disconnected", started, quiet=True)
+
+    async def _watch_for_stop(self) -> None:
+        """Returns once the turn is flagged for stopping (``POST /v1/messages/{id}/stop``)."""
+        while True:
+            await asyncio.sleep(self._limits.stop_poll_interval)
+            try:
+                if await self._store.stop_requested(self._user_id, self._turn.message_id):
+                    return
+            except errors.StorageError:
+                logger.warning("stop poll failed; will retry")
+
+    async def _end(
+        self,
+        status: TurnStatus,
+        finish_reason: str,
+        started: float,
+        *,
+        error_code: str | None = None,
+        quiet: bool = False,
+    ) -> RelayEvent:
+        self._finished = True
+        progress = self._progress
+        usage = progress.usage.to_dict() if progress.usage else None
+        answer = "".join(progress.answer)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        saved = True
+        try:
+            await self._store.finish_turn(
+                self._user_id,
+                self._turn.message_id,
+                status=status,
+                answer=answer,
+                reasoning="".join(progress.reasoning),
+                finish_reason=finish_reason,
+                error_code=error_code,
+                usage=usage,
+                ttft_ms=progress.ttft_ms,
+                provider=self._turn.provider,
+            )
+        except errors.ChatRelayError:
+            saved = False
+            # Never a silent loss: the whole turn goes to the log so it can be recovered.
+            logger.exception(
+                "turn not saved",
+                extra={"turn": {**self._turn.to_api(), "answer": answer, "status": status.value}},
+            )
+        record_turn(
+            status=status.value,
+            saved=saved,
+            model=self._turn.model,
+            ttft_ms=progress.ttft_ms,
+            duration_ms=duration_ms,
+            usage=usage,
+            error_code=error_code,
+            answer_chars=progress.chars,
+        )
+        if not saved and not quiet:
+            return ErrorEvent("not_saved", "the answer could not be saved")
+        return DoneEvent(finish_reason, usage)
+
+    @property
+    def answer(self) -> str:
+        return "".join(self._progress.answer)
+
+
+async def _next(upstream: AsyncIterator[ChatDelta]) -> ChatDelta:
+    return await upstream.__anext__()
+
+
+async def _cancel(task: asyncio.Task | None) -> None:
+    if task is None or task.done():
+        if task is not None and not task.cancelled():
+            task.exception()  # mark retrieved; the ending was already decided
+        return
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
