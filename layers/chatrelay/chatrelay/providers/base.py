@@ -44,6 +44,8 @@ class ChatDelta:
     reasoning: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    provider: str | None = None
+    """Set by a provider that fronts others (failover): which one is answering."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -169,6 +169,8 @@ class TurnRelay:
                     yield await self._end(TurnStatus.COMPLETE, progress.finish_reason or "stop", started)
                     return
                 pending = None
+                if delta.provider:
+                    self._turn.provider = delta.provider
                 if delta.usage is not None:
                     progress.usage = delta.usage
                 if delta.finish_reason:

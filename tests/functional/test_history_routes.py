@@ -1,0 +1,196 @@
+"""Conversations, messages, feedback, stop, delete; identity and isolation; bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+
+from chatrelay.mockllm import answer_text
+from tests.conftest import login
+from tests.support.servers import get_json, wait_until
+from tests.support.sse_client import iter_events, stream_chat
+
+
+def _ask(server, token, prompt="q [mock tokens=3]", **extra):
+    result = stream_chat(server.url, token, {"prompt": prompt, **extra})
+    assert result.status == 200, result.raw
+    return result.meta
+
+
+def test_conversations_are_listed_newest_first_and_paginated(app_server, token, api):
+    ids = [_ask(app_server, token, f"question {i} [mock tokens=1]")["conversationId"] for i in range(5)]
+    first = api.get("/v1/conversations", params={"limit": 2}).json()
+    assert [c["conversationId"] for c in first["items"]] == ids[::-1][:2]
+    second = api.get("/v1/conversations", params={"limit": 2, "cursor": first["nextCursor"]}).json()
+    third = api.get("/v1/conversations", params={"limit": 2, "cursor": second["nextCursor"]}).json()
+    listed = [c["conversationId"] for page in (first, second, third) for c in page["items"]]
+    assert listed == ids[::-1]
+    # Activity moves a conversation to the top.
+    _ask(app_server, token, "again [mock tokens=1]", conversationId=ids[0])
+    top = api.get("/v1/conversations", params={"limit": 1}).json()["items"][0]
+    assert top["conversationId"] == ids[0] and top["turnCount"] == 2
+
+
+def test_messages_are_oldest_first_and_paginated(app_server, token, api):
+    meta = _ask(app_server, token, "one [mock tokens=1]")
+    cid = meta["conversationId"]
+    mids = [meta["messageId"]] + [_ask(app_server, token, f"n{i} [mock tokens=1]", conversationId=cid)["messageId"]
+                                  for i in range(3)]
+    page1 = api.get(f"/v1/conversations/{cid}/messages", params={"limit": 3}).json()
+    page2 = api.get(f"/v1/conversations/{cid}/messages", params={"limit": 3, "cursor": page1["nextCursor"]}).json()
+    assert [t["messageId"] for t in page1["items"] + page2["items"]] == mids
+
+
+def test_feedback_is_stored(app_server, token, api):
+    meta = _ask(app_server, token)
+    response = api.put(f"/v1/messages/{meta['messageId']}/feedback", json={"useful": -1})
+    assert response.status_code == 200 and response.json()["useful"] == -1
+    assert api.get(f"/v1/messages/{meta['messageId']}").json()["useful"] == -1
+    assert api.put(f"/v1/messages/{meta['messageId']}/feedback", json={"useful": 1}).json()["useful"] == 1
+
+
+def test_delete_conversation_removes_it_and_its_turns(app_server, token, api):
+    meta = _ask(app_server, token)
+    _ask(app_server, token, conversationId=meta["conversationId"])
+    assert api.delete(f"/v1/conversations/{meta['conversationId']}").status_code == 204
+    assert api.get(f"/v1/conversations/{meta['conversationId']}/messages").status_code == 404
+    assert api.get(f"/v1/messages/{meta['messageId']}").status_code == 404
+    assert all(c["conversationId"] != meta["conversationId"] for c in api.get("/v1/conversations").json()["items"])
+    assert api.delete(f"/v1/conversations/{meta['conversationId']}").status_code == 404
+
+
+def test_another_users_token_gets_404_on_every_route(app_server, token, api):
+    meta = _ask(app_server, token)
+    cid, mid = meta["conversationId"], meta["messageId"]
+    intruder = {"Authorization": f"Bearer {login(app_server.url, 'intruder-' + uuid.uuid4().hex[:8])}"}
+    with httpx.Client(base_url=app_server.url, headers=intruder, timeout=10) as other:
+        assert other.get("/v1/conversations").json()["items"] == []
+        for method, path, body in [
+            ("GET", f"/v1/conversations/{cid}/messages", None),
+            ("DELETE", f"/v1/conversations/{cid}", None),
+            ("GET", f"/v1/messages/{mid}", None),
+            ("PUT", f"/v1/messages/{mid}/feedback", {"useful": 1}),
+            ("POST", f"/v1/messages/{mid}/stop", None),
+        ]:
+            response = other.request(method, path, json=body)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["code"] == "not_found"
+        result = stream_chat(app_server.url, intruder["Authorization"][7:], {"prompt": "x", "conversationId": cid})
+        assert result.status == 404
+    # The owner's data is untouched.
+    [turn] = api.get(f"/v1/conversations/{cid}/messages").json()["items"]
+    assert turn["useful"] == 0 and turn["status"] == "complete"
+
+
+def test_user_id_in_the_body_is_ignored(app_server, token, api, user):
+    meta = _ask(app_server, token, userId="someone-else", openId="someone-else")
+    assert api.get(f"/v1/conversations/{meta['conversationId']}/messages").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/v1/conversations"), ("POST", "/v1/chat/stream"), ("GET", "/v1/models"),
+     ("PUT", "/v1/messages/abc/feedback"), ("POST", "/v1/messages/abc/stop")],
+)
+@pytest.mark.parametrize("auth", [None, "Bearer not-a-token", "Basic dXNlcjpwYXNz"])
+def test_routes_refuse_missing_or_bad_tokens(app_server, method, path, auth):
+    headers = {"Authorization": auth} if auth else {}
+    response = httpx.request(method, f"{app_server.url}{path}", headers=headers, json={"prompt": "x", "useful": 1})
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+
+
+def test_dev_login_is_off_unless_enabled(start_app):
+    server = start_app(dev_auth=False)
+    response = httpx.post(f"{server.url}/v1/auth/dev", json={"userId": "x"})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
+        ({"prompt": ["a"]}, "prompt"),
+        ({"prompt": "x", "conversationId": "bad id!"}, "conversationId"),
+        ({"prompt": "x", "requestId": "has space"}, "requestId"),
+        ({"prompt": "x", "terminal": "t" * 100}, "terminal"),
+        ({"prompt": "x" * 8001}, "prompt"),
+        ([1, 2], "body"),
+    ],
+)
+def test_bad_chat_bodies_are_422_with_the_field_named(app_server, token, api, body, field):
+    response = httpx.post(f"{app_server.url}/v1/chat/stream", json=body,
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 422, response.text
+    payload = response.json()
+    assert payload["code"] == "invalid_request"
+    assert payload["field"] == field
+    assert api.get("/v1/conversations").json()["items"] == []
+
+
+def test_malformed_json_is_422_not_500(app_server, token):
+    response = httpx.post(f"{app_server.url}/v1/chat/stream", content=b'{"prompt": "x",',
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("useful", [5, "yes", None, 0.5])
+def test_bad_feedback_is_422(app_server, token, api, useful):
+    meta = _ask(app_server, token)
+    response = api.put(f"/v1/messages/{meta['messageId']}/feedback", json={"useful": useful})
+    assert response.status_code == 422 and response.json()["field"] == "useful"
+
+
+def test_bad_cursor_is_422(api):
+    response = api.get("/v1/conversations", params={"cursor": "not-a-cursor"})
+    assert response.status_code == 422 and response.json()["field"] == "cursor"
+
+
+def test_stop_endpoint_ends_a_running_stream_within_two_seconds(app_server, token, api, mock_llm):
+    gate = uuid.uuid4().hex
+    marker = f"stop-{gate}"
+    body = {"prompt": f"{marker} [mock tokens=50 hold_after=4 gate={gate} interval=0]"}
+    events = []
+    stopped_at: list[float] = []
+    with httpx.Client(timeout=10) as client:
+        with client.stream("POST", f"{app_server.url}/v1/chat/stream", json=body,
+                           headers={"Authorization": f"Bearer {token}"}) as response:
+            for event in iter_events(response):
+                events.append(event)
+                if event.event == "message" and len([e for e in events if e.event == "message"]) == 4:
+                    mid = json.loads(events[0].data)["messageId"]
+                    stop = api.post(f"/v1/messages/{mid}/stop")
+                    assert stop.status_code == 202
+                    stopped_at.append(time.monotonic())
+    ended = time.monotonic()
+    assert ended - stopped_at[0] < 2.0
+    done = [json.loads(e.data) for e in events if e.event == "done"]
+    assert done == [{"finishReason": "stopped", "usage": None}]
+    assert events[-1].data == "[DONE]"
+    turn = api.get(f"/v1/messages/{mid}").json()
+    assert turn["status"] == "stopped"
+    assert turn["answer"] == answer_text(4)
+
+    def outcome():
+        for record in get_json(f"{mock_llm.url}/_mock/requests"):
+            if marker in record["body"]["messages"][-1]["content"]:
+                return record["outcome"]
+    # The upstream request was cancelled (the fake saw its caller hang up), not left running.
+    wait_until(lambda: outcome() == "cancelled")
+
+
+def test_models_lists_the_presets(api):
+    body = api.get("/v1/models").json()
+    assert "mock" in body["models"] and body["default"] in body["models"]
+
+
+def test_healthz_needs_no_token(app_server):
+    assert httpx.get(f"{app_server.url}/healthz").json() == {"status": "ok"}
