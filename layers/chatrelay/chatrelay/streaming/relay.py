@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -65,6 +65,21 @@ class DoneEvent:
 
 
 RelayEvent = MetaEvent | DeltaEvent | ReasoningEvent | ErrorEvent | DoneEvent
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOutcome:
+    """How a turn ended; handed to ``on_end`` hooks (quota accounting, for one)."""
+
+    user_id: str
+    message_id: str
+    status: TurnStatus
+    usage: dict[str, int] | None
+    answer_chars: int
+    saved: bool
+
+
+OnEnd = Callable[[TurnOutcome], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -116,6 +131,7 @@ class TurnRelay:
         messages: Sequence[ChatMessage],
         params: StreamParams,
         limits: RelayLimits,
+        on_end: Sequence[OnEnd] = (),
     ) -> None:
         self._store = store
         self._provider = provider
@@ -124,6 +140,7 @@ class TurnRelay:
         self._messages = messages
         self._params = params
         self._limits = limits
+        self._on_end = list(on_end)
         self._progress = _Progress()
         self._finished = False
 
@@ -264,6 +281,12 @@ class TurnRelay:
             error_code=error_code,
             answer_chars=progress.chars,
         )
+        outcome = TurnOutcome(self._user_id, self._turn.message_id, status, usage, progress.chars, saved)
+        for hook in self._on_end:
+            try:
+                await hook(outcome)
+            except Exception:
+                logger.exception("turn end hook failed")
         if not saved and not quiet:
             return ErrorEvent("not_saved", "the answer could not be saved")
         return DoneEvent(finish_reason, usage)
