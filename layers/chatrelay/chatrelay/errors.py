@@ -19,7 +19,8 @@
 
 Codes that only appear in ``event: error`` of a stream: ``answer_too_long`` and
 ``answer_time_limit`` (hard caps reached; the partial answer is kept) and
-``not_saved`` (the answer could not be stored). ``internal_error`` (500) is the
+``not_saved`` (the answer could not be stored). ``interrupted`` is the error code a
+turn gets when the stream generating it vanished (a crashed instance). ``internal_error`` (500) is the
 catch-all. Lower libraries' exceptions (httpx, botocore) are translated into this
 tree at the module that calls them, never let through.
 """

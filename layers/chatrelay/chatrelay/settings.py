@@ -86,6 +86,22 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=_env("CHATRELAY_STOP_POLL_INTERVAL", "stop_poll_interval")
     )
     """How often a running stream reads its turn for a stop request (Lambda has no disconnect)."""
+    checkpoint_interval: float = Field(
+        1.0, gt=0, validation_alias=_env("CHATRELAY_CHECKPOINT_INTERVAL", "checkpoint_interval")
+    )
+    """Longest time new answer text waits before it is saved (one write per checkpoint)."""
+    heartbeat_interval: float = Field(
+        10.0, gt=0, validation_alias=_env("CHATRELAY_HEARTBEAT_INTERVAL", "heartbeat_interval")
+    )
+    stale_after: float = Field(120.0, gt=0, validation_alias=_env("CHATRELAY_STALE_AFTER", "stale_after"))
+    """A ``streaming`` turn without a heartbeat for this long lost its stream: read as ``failed``."""
+    resume_poll_interval: float = Field(
+        0.5, gt=0, validation_alias=_env("CHATRELAY_RESUME_POLL_INTERVAL", "resume_poll_interval")
+    )
+    lambda_deadline_margin: float = Field(
+        3.0, ge=0, validation_alias=_env("CHATRELAY_LAMBDA_DEADLINE_MARGIN", "lambda_deadline_margin")
+    )
+    """Seconds before the Lambda invocation's deadline at which a turn ends ``truncated``."""
     max_answer_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS", "max_answer_seconds")
     )

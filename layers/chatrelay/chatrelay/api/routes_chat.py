@@ -1,30 +1,22 @@
-"""``POST /v1/chat/stream``: start a turn, relay the answer as SSE."""
+"""``POST /v1/chat/stream``: start a turn and relay its answer as SSE; ``GET /v1/messages/{id}/stream``: resume it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Literal
+import time
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 
 from chatrelay import errors
+from chatrelay.api.lambda_context import remaining_seconds
 from chatrelay.api.schemas import ChatStreamRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 from chatrelay.ids import message_id_for_request, new_ulid
 from chatrelay.providers.base import StreamParams
 from chatrelay.store.dynamodb import utc_now
-from chatrelay.store.records import Turn, TurnStatus
-from chatrelay.streaming.relay import (
-    DeltaEvent,
-    DoneEvent,
-    ErrorEvent,
-    MetaEvent,
-    ReasoningEvent,
-    RelayEvent,
-    RelayLimits,
-    TurnRelay,
-    build_messages,
-)
+from chatrelay.store.records import Turn
+from chatrelay.streaming.follow import follow_turn
+from chatrelay.streaming.relay import RelayLimits, TurnRelay, build_messages
 from chatrelay.streaming.response import sse_response
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -32,7 +24,6 @@ router = APIRouter(prefix="/v1", tags=["chat"])
 _ERRORS = {
     401: {"model": ErrorBody},
     404: {"model": ErrorBody, "description": "conversationId is not one of yours"},
-    409: {"model": ErrorBody, "description": "requestId is still being answered"},
     422: {"model": ErrorBody},
 }
 
@@ -42,6 +33,7 @@ _ERRORS = {
     responses={200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}, **_ERRORS},
 )
 async def chat_stream(
+    request: Request,
     body: ChatStreamRequest,
     user_id: UserId,
     services: ServicesDep,
@@ -67,9 +59,11 @@ async def chat_stream(
     turn = start.turn
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Message-Id": turn.message_id}
     if start.duplicate:
-        if turn.status is TurnStatus.STREAMING:
-            raise errors.RequestInProgress(messageId=turn.message_id)
-        return sse_response(_replay(turn), fmt=format, ping_interval=settings.ping_interval, headers=headers)
+        # A retried requestId never asks the model again: replay the stored turn, and
+        # follow it if the first attempt is still streaming.
+        replay = follow_turn(services.store, user_id, turn, poll_interval=settings.resume_poll_interval,
+                             max_seconds=settings.max_answer_seconds)
+        return sse_response(replay, fmt=format, ping_interval=settings.ping_interval, headers=headers)
 
     history: list[Turn] = []
     if body.conversation_id:
@@ -88,18 +82,45 @@ async def chat_stream(
             max_answer_seconds=settings.max_answer_seconds,
             max_answer_chars=settings.max_answer_chars,
             stop_poll_interval=settings.stop_poll_interval,
+            checkpoint_interval=settings.checkpoint_interval,
+            heartbeat_interval=settings.heartbeat_interval,
+            deadline=_deadline(request, settings.lambda_deadline_margin),
         ),
     )
     return sse_response(relay.events(), fmt=format, ping_interval=settings.ping_interval, headers=headers)
 
 
-async def _replay(turn: Turn) -> AsyncIterator[RelayEvent]:
-    """A retried requestId gets the stored turn back, without asking the model again."""
-    yield MetaEvent(turn.conversation_id, turn.message_id, turn.model)
-    if turn.reasoning:
-        yield ReasoningEvent(turn.reasoning)
-    if turn.answer:
-        yield DeltaEvent(turn.answer, len(turn.answer))
-    if turn.status is TurnStatus.FAILED:
-        yield ErrorEvent(turn.error_code or "upstream_error", "the answer failed")
-    yield DoneEvent(turn.finish_reason or turn.status.value, turn.usage)
+def _deadline(request: Request, margin: float) -> float | None:
+    remaining = remaining_seconds(request)
+    return None if remaining is None else time.monotonic() + remaining - margin
+
+
+@router.get(
+    "/messages/{message_id}/stream",
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer from the offset on."},
+               **_ERRORS},
+)
+async def resume_stream(
+    message_id: Annotated[str, Path(pattern=r"^[0-9A-Za-z_-]{1,64}$")],
+    user_id: UserId,
+    services: ServicesDep,
+    after: Annotated[int | None, Query(ge=0, description="Answer offset already received.")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    format: Literal["json", "text"] = Query("json"),
+):
+    """Resume a turn after a dropped connection: the answer from ``Last-Event-ID`` (or
+    ``after``) on, then, while the turn is still being generated (by any instance),
+    its new text as it is checkpointed, until it ends."""
+    offset = after
+    if offset is None and last_event_id:
+        if not last_event_id.isdigit():
+            raise errors.InvalidRequest("Last-Event-ID must be an answer offset", field="Last-Event-ID")
+        offset = int(last_event_id)
+    turn = await services.store.get_turn(user_id, message_id)
+    if turn is None:
+        raise errors.NotFound("message not found")
+    settings = services.settings
+    events = follow_turn(services.store, user_id, turn, after=offset or 0,
+                         poll_interval=settings.resume_poll_interval, max_seconds=settings.max_answer_seconds)
+    headers = {"X-Conversation-Id": turn.conversation_id, "X-Message-Id": turn.message_id}
+    return sse_response(events, fmt=format, ping_interval=settings.ping_interval, headers=headers)

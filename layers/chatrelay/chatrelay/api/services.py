@@ -38,6 +38,7 @@ class Services:
                 region=settings.aws_region,
                 retention_days=settings.retention_days,
                 max_threads=settings.storage_threads,
+                stale_after_seconds=settings.stale_after,
             ),
             registry=ProviderRegistry(settings),
             tokens=TokenService(

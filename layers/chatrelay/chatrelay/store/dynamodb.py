@@ -108,6 +108,7 @@ def _turn_from_item(item: dict[str, Any]) -> Turn:
         request_id=item.get("requestId"),
         provider=item.get("provider"),
         stop_requested=bool(item.get("stopRequested", False)),
+        beat_at=item.get("beatAt"),
     )
 
 
@@ -153,12 +154,14 @@ class DynamoDBChatStore:
         region: str = "us-east-1",
         retention_days: int = 0,
         max_threads: int = 64,
+        stale_after_seconds: float = 120.0,
     ) -> None:
         self.table_name = table_name
         # An injected client wins; otherwise build one, once per process.
         self._client = client or make_client(endpoint_url, region, max_pool=max_threads)
         self._retention_seconds = retention_days * 86400
         self._limiter = anyio.CapacityLimiter(max_threads)
+        self._stale_after = stale_after_seconds
 
     @property
     def client(self) -> Any:
@@ -210,6 +213,7 @@ class DynamoDBChatStore:
             "model": turn.model,
             "provider": turn.provider,
             "createTime": now,
+            "beatAt": now,
             "useful": 0,
             "terminal": turn.terminal,
             "window": turn.window,
@@ -330,7 +334,71 @@ class DynamoDBChatStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return _turn_from_item(_deserialize(item)) if item else None
+        if not item:
+            return None
+        return await self._settle_if_stale(user_id, _turn_from_item(_deserialize(item)))
+
+    async def checkpoint_turn(self, user_id: str, message_id: str, *, answer: str, reasoning: str = "") -> bool:
+        """Save the partial answer of a running turn (also its heartbeat).
+
+        Returns False when the turn is no longer ``streaming`` or a stop was requested:
+        one conditional write both checkpoints and tells the stream whether to go on.
+        """
+        values: dict[str, Any] = {":a": answer, ":now": utc_now(), ":n": len(answer), ":streaming": "streaming"}
+        expr = "SET answer = :a, beatAt = :now, answerChars = :n"
+        if reasoning:
+            values[":r"] = reasoning
+            expr += ", reasoning = :r"
+        try:
+            await self._call(
+                self._client.update_item,
+                TableName=self.table_name,
+                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
+                UpdateExpression=expr,
+                ConditionExpression="#status = :streaming AND attribute_not_exists(stopRequested)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize(values),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise errors.StorageError("could not checkpoint the turn") from exc
+        return True
+
+    async def _settle_if_stale(self, user_id: str, turn: Turn) -> Turn:
+        """A turn left ``streaming`` by a crashed instance ends as ``failed`` once read.
+
+        A live stream writes a checkpoint or heartbeat at least every few seconds;
+        a turn silent for ``stale_after`` seconds has lost its stream. The update is
+        conditioned on the heartbeat we saw, so a live stream is never overruled.
+        """
+        if turn.status is not TurnStatus.STREAMING or not turn.beat_at:
+            return turn
+        beat = datetime.strptime(turn.beat_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        if (datetime.now(UTC) - beat).total_seconds() < self._stale_after:
+            return turn
+        now = utc_now()
+        try:
+            await self._call(
+                self._client.update_item,
+                TableName=self.table_name,
+                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{turn.message_id}"}),
+                UpdateExpression="SET #status = :failed, finishTime = :now, finishReason = :r, errorCode = :c",
+                ConditionExpression="#status = :streaming AND beatAt = :beat",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_serialize(
+                    {":failed": "failed", ":now": now, ":r": "interrupted", ":c": "interrupted",
+                     ":streaming": "streaming", ":beat": turn.beat_at}
+                ),
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise errors.StorageError("could not settle the turn") from exc
+            refreshed = await self.get_turn(user_id, turn.message_id)
+            return refreshed or turn
+        turn.status, turn.finished_at, turn.finish_reason, turn.error_code = (
+            TurnStatus.FAILED, now, "interrupted", "interrupted")
+        return turn
 
     async def stop_requested(self, user_id: str, message_id: str) -> bool:
         response = await self._call(
@@ -395,7 +463,9 @@ class DynamoDBChatStore:
         if await self.get_conversation(user_id, conversation_id) is None:
             raise errors.NotFound("conversation not found")
         gsi1pk = f"{_user_pk(user_id)}#CONV#{conversation_id}"
-        return await self._query_page(gsi1pk, limit, cursor, newest_first=False, parse=_turn_from_item)
+        page = await self._query_page(gsi1pk, limit, cursor, newest_first=False, parse=_turn_from_item)
+        page.items = [await self._settle_if_stale(user_id, turn) for turn in page.items]
+        return page
 
     async def recent_turns(self, user_id: str, conversation_id: str, limit: int) -> list[Turn]:
         """The conversation's last ``limit`` turns, oldest first (context for the model)."""

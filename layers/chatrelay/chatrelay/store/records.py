@@ -57,6 +57,9 @@ class Turn:
     request_id: str | None = None
     provider: str | None = None
     stop_requested: bool = False
+    beat_at: str | None = None
+    """Last checkpoint or heartbeat of the stream generating this turn."""
+    answer_chars: int = 0
 
     def to_api(self) -> dict[str, Any]:
         return {

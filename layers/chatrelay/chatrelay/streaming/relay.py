@@ -10,6 +10,12 @@ ends, whatever the ending:
     stop endpoint (polled) / client gone     stopped    done (stopped) / nothing
     upstream error, timeout, cut             failed     error, done
     answer length or duration cap reached    truncated  done (length_cap/time_cap)
+    Lambda invocation about to time out      truncated  done (lambda_timeout)
+
+While it runs, a keeper task checkpoints the partial answer (at most once per
+``checkpoint_interval``, never per token) so another instance can replay and
+follow the turn (``GET /v1/messages/{id}/stream``), writes a heartbeat when there is
+nothing new, and reads the stop flag.
 
 The next upstream chunk is awaited as a task, so the wait can be bounded by
 first-token, idle and total deadlines and raced against the stop watcher without
@@ -89,6 +95,11 @@ class RelayLimits:
     max_answer_seconds: float = 600.0
     max_answer_chars: int = 100_000
     stop_poll_interval: float = 1.0
+    checkpoint_interval: float = 1.0
+    heartbeat_interval: float = 10.0
+    deadline: float | None = None
+    """``time.monotonic()`` by which the turn must have ended (the Lambda invocation's
+    deadline less a margin); the turn ends ``truncated`` rather than be killed."""
 
 
 @dataclass(slots=True)
@@ -143,6 +154,8 @@ class TurnRelay:
         self._on_end = list(on_end)
         self._progress = _Progress()
         self._finished = False
+        self.checkpoints = 0
+        self._keeper: asyncio.Task | None = None
 
     async def events(self) -> AsyncIterator[RelayEvent]:
         turn = self._turn
@@ -150,7 +163,7 @@ class TurnRelay:
         started = time.monotonic()
         upstream = self._provider.stream(self._messages, self._params)
         pending: asyncio.Task[ChatDelta] | None = None
-        stop_watch = asyncio.create_task(self._watch_for_stop())
+        stop_watch = self._keeper = asyncio.create_task(self._keep())
         progress = self._progress
         try:
             while True:
@@ -162,6 +175,8 @@ class TurnRelay:
                     self._limits.first_token_timeout if waiting_for == "first_token" else self._limits.idle_timeout
                 )
                 total_deadline = started + self._limits.max_answer_seconds
+                if self._limits.deadline is not None:
+                    total_deadline = min(total_deadline, self._limits.deadline)
                 done, _ = await asyncio.wait(
                     {pending, stop_watch},
                     timeout=max(0.0, min(token_deadline, total_deadline) - now),
@@ -176,7 +191,9 @@ class TurnRelay:
                     await _cancel(pending)
                     pending = None
                     if time.monotonic() >= total_deadline:
-                        yield await self._end(TurnStatus.TRUNCATED, "time_cap", started)
+                        lambda_deadline = self._limits.deadline is not None and total_deadline == self._limits.deadline
+                        reason = "lambda_timeout" if lambda_deadline else "time_cap"
+                        yield await self._end(TurnStatus.TRUNCATED, reason, started)
                         return
                     raise errors.UpstreamTimeout(f"no {waiting_for.replace('_', ' ')} within the time limit")
                 try:
@@ -226,15 +243,40 @@ class TurnRelay:
                 if not self._finished:
                     await self._end(TurnStatus.STOPPED, "client_disconnected", started, quiet=True)
 
-    async def _watch_for_stop(self) -> None:
-        """Returns once the turn is flagged for stopping (``POST /v1/messages/{id}/stop``)."""
+    async def _keep(self) -> None:
+        """Checkpoints the partial answer and watches for a stop request; returns on a stop.
+
+        Each tick makes at most one DynamoDB request: a checkpoint when new text is
+        waiting (at most once per ``checkpoint_interval``) or the heartbeat is due,
+        else a read of the stop flag. A checkpoint is conditioned on "still streaming
+        and no stop requested", so it doubles as the stop check.
+        """
+        limits = self._limits
+        progress = self._progress
+        tick = min(limits.stop_poll_interval, limits.checkpoint_interval)
+        last_write = time.monotonic()
+        written = (0, 0)
         while True:
-            await asyncio.sleep(self._limits.stop_poll_interval)
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            current = (progress.chars, len(progress.reasoning))
+            due = (current != written and now - last_write >= limits.checkpoint_interval) or (
+                now - last_write >= limits.heartbeat_interval
+            )
             try:
-                if await self._store.stop_requested(self._user_id, self._turn.message_id):
+                if due:
+                    still_running = await self._store.checkpoint_turn(
+                        self._user_id, self._turn.message_id,
+                        answer="".join(progress.answer), reasoning="".join(progress.reasoning),
+                    )
+                    last_write, written = now, current
+                    self.checkpoints += 1
+                    if not still_running:
+                        return
+                elif await self._store.stop_requested(self._user_id, self._turn.message_id):
                     return
             except errors.StorageError:
-                logger.warning("stop poll failed; will retry")
+                logger.warning("checkpoint or stop poll failed; will retry")
 
     async def _end(
         self,
@@ -246,6 +288,8 @@ class TurnRelay:
         quiet: bool = False,
     ) -> RelayEvent:
         self._finished = True
+        if self._keeper is not None:
+            await _cancel(self._keeper)  # no checkpoint may land after the ending
         progress = self._progress
         usage = progress.usage.to_dict() if progress.usage else None
         answer = "".join(progress.answer)
