@@ -86,6 +86,10 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=_env("CHATRELAY_STOP_POLL_INTERVAL", "stop_poll_interval")
     )
     """How often a running stream reads its turn for a stop request (Lambda has no disconnect)."""
+    finish_on_disconnect: bool = Field(
+        False, validation_alias=_env("CHATRELAY_FINISH_ON_DISCONNECT", "finish_on_disconnect")
+    )
+    """Keep generating a turn whose client went away (so it can resume), instead of stopping it."""
     checkpoint_interval: float = Field(
         1.0, gt=0, validation_alias=_env("CHATRELAY_CHECKPOINT_INTERVAL", "checkpoint_interval")
     )

@@ -16,7 +16,7 @@ from chatrelay.providers.base import StreamParams
 from chatrelay.store.dynamodb import utc_now
 from chatrelay.store.records import Turn
 from chatrelay.streaming.follow import follow_turn
-from chatrelay.streaming.relay import RelayLimits, TurnRelay, build_messages
+from chatrelay.streaming.relay import RelayLimits, TurnRelay, build_messages, run_detached
 from chatrelay.streaming.response import sse_response
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -87,7 +87,8 @@ async def chat_stream(
             deadline=_deadline(request, settings.lambda_deadline_margin),
         ),
     )
-    return sse_response(relay.events(), fmt=format, ping_interval=settings.ping_interval, headers=headers)
+    events = run_detached(relay.events(), finish_on_disconnect=settings.finish_on_disconnect)
+    return sse_response(events, fmt=format, ping_interval=settings.ping_interval, headers=headers)
 
 
 def _deadline(request: Request, margin: float) -> float | None:

@@ -352,3 +352,38 @@ async def _cancel(task: asyncio.Task | None) -> None:
     task.cancel()
     with contextlib.suppress(BaseException):
         await task
+
+
+_detached: set[asyncio.Task] = set()
+
+
+async def run_detached(events: AsyncIterator[RelayEvent], *, finish_on_disconnect: bool) -> AsyncIterator[RelayEvent]:
+    """Run a turn's events in a task of their own and hand them to the response.
+
+    With ``finish_on_disconnect`` a client that goes away does not end the turn: it
+    is generated to the end (bounded by the relay's caps) and checkpointed, so a
+    resuming client (``GET /v1/messages/{id}/stream``) gets all of it, as on Lambda,
+    where a streamed invocation runs on after a disconnect anyway. Otherwise the
+    turn ends as ``stopped`` at once, which saves the tokens.
+    """
+    queue: asyncio.Queue[RelayEvent | None] = asyncio.Queue()
+    listening = True
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                if listening:
+                    queue.put_nowait(event)
+        finally:
+            queue.put_nowait(None)
+
+    task = asyncio.create_task(pump())
+    _detached.add(task)
+    task.add_done_callback(_detached.discard)
+    try:
+        while (event := await queue.get()) is not None:
+            yield event
+    finally:
+        listening = False
+        if not finish_on_disconnect and not task.done():
+            task.cancel()
