@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test lint clean
+.PHONY: install dev test soak lint clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -22,6 +22,9 @@ dev: install
 
 test: install
 	$(PY) -m pytest -m "not soak"
+
+soak: install
+	LOAD_CLIENTS=$${LOAD_CLIENTS:-1000} $(PY) -m pytest tests/functional/test_load_and_faults.py -s -q
 
 clean:
 	rm -rf $(VENV) node_modules .aws-sam .pytest_cache

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
         ttft=args.ttft, interval=args.interval, tokens=args.tokens, fault=args.fault,
         fault_after=args.fault_after, keepalive=args.keepalive, api_key=args.api_key,
     )
-    uvicorn.run(create_mock_app(config), host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(create_mock_app(config), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":
