@@ -16,6 +16,7 @@ from chatrelay.api import routes_chat, routes_history, routes_system
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
 from chatrelay.settings import Settings, get_settings
+from chatrelay.streaming.relay import drain_detached
 
 
 def _error(status: int, code: str, message: str, **extra: object) -> JSONResponse:
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await drain_detached()
         await services.registry.aclose()
 
     app = FastAPI(

@@ -357,6 +357,15 @@ async def _cancel(task: asyncio.Task | None) -> None:
 _detached: set[asyncio.Task] = set()
 
 
+async def drain_detached(timeout: float = 5.0) -> None:
+    """At shutdown: end every running turn (stored as ``stopped``) instead of abandoning it."""
+    tasks = list(_detached)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)
+
+
 async def run_detached(events: AsyncIterator[RelayEvent], *, finish_on_disconnect: bool) -> AsyncIterator[RelayEvent]:
     """Run a turn's events in a task of their own and hand them to the response.
 
