@@ -3,7 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install dev test soak lint clean
+SAM_VENV := .tools/sam
+SAM := $(SAM_VENV)/bin/sam
+# sam build needs the functions' runtime (python3.12) on PATH; pyenv machines have one.
+PY312_BIN := $(or $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin)),$(patsubst %/,%,$(dir $(shell command -v python3.12 2>/dev/null))))
+# Stand-in for what the Lambda runtime provides (boto3), for tests of the built artifacts.
+LAMBDA_RUNTIME_DIR := .tools/lambda-runtime
+
+.PHONY: install dev test soak build lint clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -22,6 +29,19 @@ dev: install
 
 test: install
 	$(PY) -m pytest -m "not soak"
+
+build: $(SAM) $(LAMBDA_RUNTIME_DIR)/.installed
+	@test -n "$(PY312_BIN)" || { echo "python3.12 is required for sam build"; exit 1; }
+	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+	PATH="$(PY312_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
+
+$(SAM):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+
+$(LAMBDA_RUNTIME_DIR)/.installed:
+	$(PY312_BIN)/python3.12 -m pip install -q --target $(LAMBDA_RUNTIME_DIR) boto3
+	touch $@
 
 soak: install
 	LOAD_CLIENTS=$${LOAD_CLIENTS:-1000} $(PY) -m pytest tests/functional/test_load_and_faults.py -s -q

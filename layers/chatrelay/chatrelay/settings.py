@@ -9,13 +9,20 @@ over the environment, so tests build a ``Settings(...)`` and pass it to
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
+
+
+def _default_h5_dir() -> str | None:
+    """The repo's ``clients/h5`` (``Path(chatrelay.__file__).parents[3]``) when it exists."""
+    candidate = Path(__file__).resolve().parents[3] / "clients" / "h5"
+    return str(candidate) if (candidate / "index.html").is_file() else None
 
 
 class Settings(BaseSettings):
@@ -42,6 +49,10 @@ class Settings(BaseSettings):
     token_secret: SecretStr | None = Field(
         None, validation_alias=_env("CHATRELAY_TOKEN_SECRET", "token_secret")
     )
+    token_secret_name: str | None = Field(
+        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET_NAME", "token_secret_name")
+    )
+    """Where the token secret lives: ``ssm:/name`` or ``secretsmanager:name`` (see secrets.py)."""
     token_issuer: str = Field("chatrelay", validation_alias=_env("CHATRELAY_TOKEN_ISSUER", "token_issuer"))
     token_audience: str = Field(
         "chatrelay-client", validation_alias=_env("CHATRELAY_TOKEN_AUDIENCE", "token_audience")
@@ -55,6 +66,9 @@ class Settings(BaseSettings):
     # --- upstream LLM ------------------------------------------------------
     llm_base_url: str | None = Field(None, validation_alias=_env("LLM_BASE_URL", "llm_base_url"))
     llm_api_key: SecretStr | None = Field(None, validation_alias=_env("LLM_API_KEY", "llm_api_key"))
+    llm_api_key_secret_name: str | None = Field(
+        None, validation_alias=_env("LLM_API_KEY_SECRET_NAME", "llm_api_key_secret_name")
+    )
     llm_model: str | None = Field(None, validation_alias=_env("LLM_MODEL", "llm_model"))
     default_model: str = Field("default", validation_alias=_env("CHATRELAY_DEFAULT_MODEL", "default_model"))
     """Preset used when a request names no model."""
@@ -123,6 +137,14 @@ class Settings(BaseSettings):
     )
     """JSON list of allowed origins, e.g. ``["https://example.com"]``; empty disables CORS."""
     serve_h5: bool = Field(True, validation_alias=_env("CHATRELAY_SERVE_H5", "serve_h5"))
+    h5_dir: str | None = Field(default_factory=_default_h5_dir, validation_alias=_env("CHATRELAY_H5_DIR", "h5_dir"))
+    """Directory of the H5 chat page served at ``/``; default the repo's ``clients/h5``; empty disables it."""
+
+
+    @field_validator("llm_base_url", "llm_model", "token_secret_name", "llm_api_key_secret_name", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 @lru_cache(maxsize=1)

@@ -84,8 +84,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             expose_headers=["X-Conversation-Id", "X-Message-Id"],
             max_age=600,
         )
-    h5 = Path(__file__).resolve().parent.parent / "h5"
-    if settings.serve_h5 and (h5 / "index.html").is_file():
+    h5 = Path(settings.h5_dir) if settings.h5_dir else None
+    if settings.serve_h5 and h5 is not None and (h5 / "index.html").is_file():
         from chatrelay.api.h5 import mount_h5
 
         mount_h5(app, h5)

@@ -10,6 +10,7 @@ from fastapi import Request
 from chatrelay.auth.tokens import TokenService
 from chatrelay.observability import logger
 from chatrelay.providers.registry import ProviderRegistry
+from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
 
@@ -23,10 +24,14 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
+        settings = with_resolved_secrets(settings)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         if secret is None:
             if not settings.dev_auth:
-                raise RuntimeError("CHATRELAY_TOKEN_SECRET is required (set CHATRELAY_DEV_AUTH=1 for local use)")
+                raise RuntimeError(
+                    "CHATRELAY_TOKEN_SECRET or CHATRELAY_TOKEN_SECRET_NAME is required "
+                    "(or CHATRELAY_DEV_AUTH=1 for local use)"
+                )
             # Local development only: tokens die with the process.
             secret = secrets.token_urlsafe(48)
             logger.warning("no CHATRELAY_TOKEN_SECRET: using a random one (dev auth)")
