@@ -39,7 +39,8 @@ SEED = int(os.environ.get("LOAD_SEED", "20261124"))
 REPORT = Path(__file__).resolve().parents[1] / "artifacts" / "load-report.md"
 
 PARTS = [("complete", 40), ("prestream_5xx", 8), ("midstream_cut", 10), ("stall", 5), ("disconnect", 12),
-         ("resume", 15), ("stop", 5), ("double_submit", 5)]
+         ("resume", 15), ("stop", 5), ("double_submit", 5),
+         ("lambda_deadline", 4)]
 
 
 @dataclass
@@ -65,6 +66,7 @@ def _prompt(part: str, rng: random.Random) -> str:
         "prestream_5xx": f"{base} fault={rng.choice(['http_500', 'http_429'])}",
         "midstream_cut": f"{base} fault=cut fault_after={rng.randint(1, tokens - 1)}",
         "stall": f"{base} fault=stall fault_after={rng.randint(1, tokens - 1)}",
+        "lambda_deadline": f"tokens={tokens} interval=0.05 ttft=0",
     }.get(part, base)
     return f"load question [mock {directive}]"
 
@@ -108,7 +110,7 @@ def stack(dynamodb):
             "CHATRELAY_DEV_AUTH": "1", "MOCK_LLM_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
             "CHATRELAY_FINISH_ON_DISCONNECT": "1", "CHATRELAY_IDLE_TIMEOUT": "3.0",
             "CHATRELAY_CHECKPOINT_INTERVAL": "1.0", "CHATRELAY_STOP_POLL_INTERVAL": "1.0",
-            "CHATRELAY_RESUME_POLL_INTERVAL": "0.2", "CHATRELAY_STORAGE_THREADS": "48",
+            "CHATRELAY_RESUME_POLL_INTERVAL": "0.2", "CHATRELAY_LAMBDA_DEADLINE_MARGIN": "0.2", "CHATRELAY_STORAGE_THREADS": "48",
             "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR",
         },
     )
@@ -187,6 +189,11 @@ async def _run_client(http: httpx.AsyncClient, client: Client, rng: random.Rando
                 async for event in _read_events(response):
                     if event.get("event", "message") == "message" and event["data"] != "[DONE]":
                         client.observed += json.loads(event["data"])["delta"]
+    elif client.part == "lambda_deadline":
+        # As Lambda Web Adapter passes it: this invocation has 0.7 s left.
+        context = json.dumps({"request_id": client.request_id, "deadline": int((time.time() + 0.7) * 1000)})
+        await _post_stream(http, client, {**headers, "x-amzn-lambda-context": context}, stop_after=None,
+                           drop_after=None)
     elif client.part == "stop":
         await _post_stream(http, client, headers, stop_after=rng.randint(1, 5), drop_after=None)
     elif client.part == "double_submit":
@@ -290,4 +297,4 @@ def test_load_and_faults_lose_and_duplicate_nothing(stack):
     assert duplicated == 0
     assert statuses["streaming"] == 0
     # Every kind of ending really happened.
-    assert statuses["complete"] and statuses["failed"] and statuses["stopped"]
+    assert statuses["complete"] and statuses["failed"] and statuses["stopped"] and statuses["truncated"]
