@@ -26,6 +26,7 @@ def hash_user_id(user_id: str) -> str:
 
 def record_turn(
     *,
+    user_id: str,
     status: str,
     saved: bool,
     model: str,
@@ -39,6 +40,7 @@ def record_turn(
     logger.info(
         "turn ended",
         extra={
+            "user": hash_user_id(user_id),
             "model": model,
             "status": status,
             "saved": saved,

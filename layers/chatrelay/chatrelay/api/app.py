@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors
 from chatrelay.api import routes_chat, routes_history, routes_system
+from chatrelay.api.middleware import RequestContextMiddleware
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
 from chatrelay.settings import Settings, get_settings
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_history.router)

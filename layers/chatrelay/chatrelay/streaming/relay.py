@@ -316,6 +316,7 @@ class TurnRelay:
                 extra={"turn": {**self._turn.to_api(), "answer": answer, "status": status.value}},
             )
         record_turn(
+            user_id=self._user_id,
             status=status.value,
             saved=saved,
             model=self._turn.model,

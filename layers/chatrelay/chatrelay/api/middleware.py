@@ -1,0 +1,73 @@
+"""Per-request log context and one structured access line per request.
+
+A pure ASGI middleware (not ``BaseHTTPMiddleware``, which would sit between the app
+and a streamed body): it tags every log line of the request, including those of a
+turn's relay task, which inherits the context, with the request id, and writes one
+line when the response ends: method, path, status, duration and the user id hashed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatrelay.observability import hash_user_id, logger
+
+_REQUEST_ID_HEADERS = (b"x-amzn-requestid", b"x-amz-request-id", b"x-request-id")
+
+
+def _request_id(scope: Scope) -> str:
+    headers = dict(scope.get("headers") or [])
+    for name in _REQUEST_ID_HEADERS:
+        if headers.get(name):
+            return headers[name].decode("latin-1")[:128]
+    lambda_context = headers.get(b"x-amzn-lambda-context")
+    if lambda_context:
+        try:
+            return str(json.loads(lambda_context)["request_id"])[:128]
+        except (ValueError, KeyError, TypeError):
+            pass
+    aws_event = scope.get("aws.context")  # Mangum puts the Lambda context here
+    if aws_event is not None and getattr(aws_event, "aws_request_id", None):
+        return str(aws_event.aws_request_id)
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        logger.thread_safe_append_keys(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            user_id = (scope.get("state") or {}).get("user_id")
+            logger.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "user": hash_user_id(user_id) if user_id else None,
+                },
+            )
+            logger.thread_safe_remove_keys(["request_id"])
