@@ -9,6 +9,7 @@ and serves the app on ``http://127.0.0.1:$PORT`` (8000) with dev login enabled.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -54,6 +55,14 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
     os.environ.setdefault("AWS_REGION", "us-east-1")
+    if not os.environ.get("CHATRELAY_TOKEN_SECRET"):
+        # A dev-only signing key kept under .data/, so tokens survive a restart of make dev.
+        key_file = root / ".data" / "dev-token-secret"
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        if not key_file.exists():
+            key_file.write_text(secrets.token_urlsafe(48))
+            key_file.chmod(0o600)
+        os.environ["CHATRELAY_TOKEN_SECRET"] = key_file.read_text().strip()
     try:
         if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
             ddb_port = int(os.environ.get("DYNAMODB_LOCAL_PORT", "8002"))
