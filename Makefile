@@ -10,9 +10,15 @@ PY312_BIN := $(or $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin)),$(p
 # Stand-in for what the Lambda runtime provides (boto3), for tests of the built artifacts.
 LAMBDA_RUNTIME_DIR := .tools/lambda-runtime
 
-.PHONY: install dev test soak build lint clean
+.PHONY: install system-packages dev test soak build lint clean
 
-install: $(VENV)/.installed node_modules/.installed
+install: system-packages $(VENV)/.installed node_modules/.installed
+
+# Java 17 runs DynamoDB Local; Debian's chromium runs the browser tests (Playwright cannot
+# download browsers here). Installed only when missing (apt needs root).
+system-packages:
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(VENV)/.installed: pyproject.toml layers/chatrelay/requirements.txt requirements/provided-by-lambda.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
