@@ -5,8 +5,7 @@
     │   ├── InvalidRequest               invalid_request      422
     │   ├── UnknownModel                 unknown_model        422
     │   ├── Unauthorized                 unauthorized         401
-    │   ├── NotFound                     not_found            404
-    │   └── RequestInProgress            request_in_progress  409
+    │   └── NotFound                     not_found            404
     ├── StorageError                     storage_unavailable  503
     └── UpstreamError                    (see below)          502
         ├── UpstreamUnavailable          upstream_unavailable
@@ -73,13 +72,6 @@ class NotFound(RequestError):
 
     code = "not_found"
     status_code = 404
-
-
-class RequestInProgress(RequestError):
-    """A request with this requestId is still being answered."""
-
-    code = "request_in_progress"
-    status_code = 409
 
 
 class StorageError(ChatRelayError):
