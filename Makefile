@@ -33,8 +33,10 @@ node_modules/.installed: package.json package-lock.json
 dev: install
 	$(PY) -m chatrelay.local.devstack
 
+# pytest first: it also records the real server responses the mini-program kit's tests replay.
 test: install
 	$(PY) -m pytest -m "not soak"
+	node --test clients/miniprogram/test/
 
 build: $(SAM) $(LAMBDA_RUNTIME_DIR)/.installed
 	@test -n "$(PY312_BIN)" || { echo "python3.12 is required for sam build"; exit 1; }
