@@ -10,7 +10,7 @@ PY312_BIN := $(or $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin)),$(p
 # Stand-in for what the Lambda runtime provides (boto3), for tests of the built artifacts.
 LAMBDA_RUNTIME_DIR := .tools/lambda-runtime
 
-.PHONY: install system-packages dev test soak build lint clean
+.PHONY: install system-packages dev test soak build bench bench-quick lint clean
 
 install: system-packages $(VENV)/.installed node_modules/.installed
 
@@ -53,6 +53,17 @@ $(LAMBDA_RUNTIME_DIR)/.installed:
 
 soak: install
 	LOAD_CLIENTS=$${LOAD_CLIENTS:-1000} $(PY) -m pytest tests/functional/test_load_and_faults.py -s -q
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+# Benchmarks (bench/run.py): a full run writes bench/results/report.md and PNG plots.
+bench: install $(VENV)/.bench-installed
+	$(PY) bench/run.py
+
+bench-quick: install $(VENV)/.bench-installed
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) node_modules .aws-sam .pytest_cache

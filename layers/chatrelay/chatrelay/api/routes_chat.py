@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Literal
 
@@ -55,38 +56,57 @@ async def chat_stream(
         request_id=body.request_id,
         provider=preset.name,
     )
-    start = await services.store.start_turn(user_id, body.conversation_id, turn)
+    limits = RelayLimits(
+        first_token_timeout=settings.first_token_timeout,
+        idle_timeout=settings.idle_timeout,
+        max_answer_seconds=settings.max_answer_seconds,
+        max_answer_chars=settings.max_answer_chars,
+        stop_poll_interval=settings.stop_poll_interval,
+        checkpoint_interval=settings.checkpoint_interval,
+        heartbeat_interval=settings.heartbeat_interval,
+        deadline=_deadline(request, settings.lambda_deadline_margin),
+    )
+    params = StreamParams(model=preset.model, max_tokens=settings.max_output_tokens)
+
+    def relay_for(history: list[Turn]) -> TurnRelay:
+        messages = build_messages(settings.system_prompt, history, body.prompt, settings.context_max_chars)
+        return TurnRelay(store=services.store, provider=provider, user_id=user_id, turn=turn,
+                         messages=messages, params=params, limits=limits)
+
+    relay: TurnRelay | None = None
+    history_read: asyncio.Task[list[Turn]] | None = None
+    if body.conversation_id is None and body.request_id is None:
+        # A new conversation needs no history: the model starts while the turn is stored.
+        # (Not with a requestId: a retry must never reach the model twice.)
+        relay = relay_for([])
+        relay.prefetch()
+    elif body.conversation_id is not None:
+        # The context read overlaps the turn's start write.
+        history_read = asyncio.create_task(
+            services.store.recent_turns(user_id, body.conversation_id, settings.context_max_turns + 1))
+    try:
+        start = await services.store.start_turn(user_id, body.conversation_id, turn)
+    except BaseException:
+        if relay is not None:
+            await relay.discard()
+        if history_read is not None:
+            history_read.cancel()
+        raise
     turn = start.turn
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Message-Id": turn.message_id}
     if start.duplicate:
+        if relay is not None:
+            await relay.discard()
+        if history_read is not None:
+            history_read.cancel()
         # A retried requestId never asks the model again: replay the stored turn, and
         # follow it if the first attempt is still streaming.
         replay = follow_turn(services.store, user_id, turn, poll_interval=settings.resume_poll_interval,
                              max_seconds=settings.max_answer_seconds)
         return sse_response(replay, fmt=format, ping_interval=settings.ping_interval, headers=headers)
-
-    history: list[Turn] = []
-    if body.conversation_id:
-        recent = await services.store.recent_turns(user_id, turn.conversation_id, settings.context_max_turns + 1)
-        history = [t for t in recent if t.message_id != turn.message_id][-settings.context_max_turns :]
-    relay = TurnRelay(
-        store=services.store,
-        provider=provider,
-        user_id=user_id,
-        turn=turn,
-        messages=build_messages(settings.system_prompt, history, body.prompt, settings.context_max_chars),
-        params=StreamParams(model=preset.model, max_tokens=settings.max_output_tokens),
-        limits=RelayLimits(
-            first_token_timeout=settings.first_token_timeout,
-            idle_timeout=settings.idle_timeout,
-            max_answer_seconds=settings.max_answer_seconds,
-            max_answer_chars=settings.max_answer_chars,
-            stop_poll_interval=settings.stop_poll_interval,
-            checkpoint_interval=settings.checkpoint_interval,
-            heartbeat_interval=settings.heartbeat_interval,
-            deadline=_deadline(request, settings.lambda_deadline_margin),
-        ),
-    )
+    if relay is None:
+        history = [t for t in (await history_read if history_read else []) if t.message_id != turn.message_id]
+        relay = relay_for(history[-settings.context_max_turns :])
     events = run_detached(relay.events(), finish_on_disconnect=settings.finish_on_disconnect)
     return sse_response(events, fmt=format, ping_interval=settings.ping_interval, headers=headers)
 

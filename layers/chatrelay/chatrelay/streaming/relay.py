@@ -156,13 +156,33 @@ class TurnRelay:
         self._finished = False
         self.checkpoints = 0
         self._keeper: asyncio.Task | None = None
+        self._upstream: AsyncIterator[ChatDelta] | None = None
+        self._first: asyncio.Task[ChatDelta] | None = None
+        self._started: float | None = None
+
+    def prefetch(self) -> None:
+        """Send the upstream request now, while the caller is still storing the turn.
+
+        The model's time to first token then overlaps the DynamoDB write instead of
+        following it. Call :meth:`discard` if the turn is not going to be relayed.
+        """
+        self._started = time.monotonic()
+        self._upstream = self._provider.stream(self._messages, self._params)
+        self._first = asyncio.create_task(_next(self._upstream))
+
+    async def discard(self) -> None:
+        """Cancel a prefetched upstream request (the turn could not be started)."""
+        await _cancel(self._first)
+        if self._upstream is not None:
+            with contextlib.suppress(Exception):
+                await self._upstream.aclose()
 
     async def events(self) -> AsyncIterator[RelayEvent]:
         turn = self._turn
         yield MetaEvent(turn.conversation_id, turn.message_id, turn.model)
-        started = time.monotonic()
-        upstream = self._provider.stream(self._messages, self._params)
-        pending: asyncio.Task[ChatDelta] | None = None
+        started = self._started or time.monotonic()
+        upstream = self._upstream or self._provider.stream(self._messages, self._params)
+        pending: asyncio.Task[ChatDelta] | None = self._first
         stop_watch = self._keeper = asyncio.create_task(self._keep())
         progress = self._progress
         try:
