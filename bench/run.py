@@ -29,6 +29,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 from chatrelay.auth.tokens import TokenService  # noqa: E402
 from chatrelay.local import dynamodb_local  # noqa: E402
@@ -176,8 +178,17 @@ async def inter_token(stack: Stack, streams: int, tokens: int, interval: float) 
     return relay, direct
 
 
-async def concurrency_step(stack: Stack, streams: int, via_relay: bool, seconds: float = 3.0) -> list[float]:
-    """``streams`` concurrent streams at 20 tokens/s; per-chunk lateness beyond 50 ms."""
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def concurrency_step(stack: Stack, streams: int, via_relay: bool, seconds: float = 3.0,
+                           rss: list[float] | None = None) -> list[float]:
+    """``streams`` concurrent streams at 20 tokens/s; per-chunk lateness beyond 50 ms.
+    With ``rss``, the app's resident memory is sampled while the streams run."""
     interval, tokens = 0.05, int(seconds / 0.05)
     directive = f"tokens={tokens} ttft=0 interval={interval}"
     limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams)
@@ -188,7 +199,15 @@ async def concurrency_step(stack: Stack, streams: int, via_relay: bool, seconds:
             t = await (relay_stream(http, stack, auths[i], directive) if via_relay else
                        direct_stream(http, stack, directive))
             return [b - a - interval for a, b in zip(t[1:], t[2:])]
+        async def sample() -> None:
+            while True:
+                rss.append(rss_mb(stack.app_pid))
+                await asyncio.sleep(0.1)
+
+        sampler = asyncio.create_task(sample()) if rss is not None else None
         gaps = await asyncio.gather(*(one(i) for i in range(streams)))
+        if sampler is not None:
+            sampler.cancel()
     return [g for per_stream in gaps for g in per_stream]
 
 
@@ -340,45 +359,62 @@ def main() -> None:
     stack = start_stack()
     try:
         asyncio.run(added_ttft(stack, 20))  # warm-up
-        relay, direct = asyncio.run(added_ttft(stack, 40 if quick else 500))
+        relay, direct = asyncio.run(added_ttft(stack, 30 if quick else 500))
         added = {q: ms(pct(relay, q) - pct(direct, q)) for q in (0.5, 0.95, 0.99)}
         figures.append(Figure(
             "Added time to first token", "p50 ≤ 2 ms, p99 ≤ 10 ms",
             f"p50 {added[0.5]:+.1f} ms, p95 {added[0.95]:+.1f} ms, p99 {added[0.99]:+.1f} ms",
             f"direct to the fake upstream: p50 {ms(pct(direct, .5)):.1f} ms, p99 {ms(pct(direct, .99)):.1f} ms "
             f"(n={len(direct)} each)", added[0.5] <= 2 and added[0.99] <= 10,
-            "the relay stores the turn (one DynamoDB Local transaction) before it calls the upstream"))
+            "fixed in this run's code: the upstream request is now sent while the turn's DynamoDB write is in "
+            "flight (sequential, the relay added ~20 ms at p50 on DynamoDB Local). What remains is the relay's own "
+            "work (one more loopback hop, JSON decode and re-encode, task scheduling) on a machine whose 2 cores "
+            "also run the fake upstream, the load generator and DynamoDB Local"))
 
-        itl_relay, itl_direct = asyncio.run(inter_token(stack, 5 if quick else 40, 30, 0.01))
+        itl_relay, itl_direct = asyncio.run(inter_token(stack, 4 if quick else 40, 30, 0.01))
         added_itl = ms(pct(itl_relay, 0.99) - pct(itl_direct, 0.99))
         figures.append(Figure(
             "Added inter-token latency", "p99 ≤ 2 ms", f"p99 {added_itl:+.2f} ms (p50 "
             f"{ms(pct(itl_relay, .5) - pct(itl_direct, .5)):+.2f} ms)",
             f"direct chunk lateness p99 {ms(pct(itl_direct, .99)):.2f} ms over {len(itl_direct)} chunks",
-            added_itl <= 2))
+            added_itl <= 2,
+            "per chunk the relay creates a task and an asyncio.wait for the next upstream read (streaming/relay.py), "
+            "passes the event through a queue (run_detached) and sse-starlette's locked send; the p99 tail is "
+            "scheduling noise from the other processes on the 2 cores (p50 adds nothing)"))
 
-        levels = [50, 100] if quick else [50, 100, 200, 500, 1000]
+        levels = [100] if quick else [50, 100, 200, 500, 1000]
         steps = []
+        rss_at_100: list[float] = []
         for level in levels:
-            r = asyncio.run(concurrency_step(stack, level, True, 2.0 if quick else 4.0))
+            r = asyncio.run(concurrency_step(stack, level, True, 2.0 if quick else 4.0,
+                                             rss_at_100 if level == 100 else None))
             d = asyncio.run(concurrency_step(stack, level, False, 2.0 if quick else 4.0))
             steps.append((level, ms(pct(r, 0.99)), ms(pct(d, 0.99))))
-        ok = [s[0] for s in steps if s[1] - s[2] <= 50]
+        # A level counts only while the baseline itself keeps up: past that the load
+        # generator (one Python process on the other core, with the fake upstream) is the limit.
+        valid = [s for s in steps if s[2] <= 50]
+        ok = [s[0] for s in valid if s[1] - s[2] <= 50]
         figures.append(Figure(
             "Concurrent streams on one core", "≥ 1,000 streams with p99 added lateness ≤ 50 ms",
-            f"max level meeting it: {max(ok) if ok else 0}; " + ", ".join(
-                f"{s[0]}: {s[1] - s[2]:+.0f} ms" for s in steps),
+            f"highest level meeting it: {max(ok) if ok else 0}; p99 relay / direct lateness: " + ", ".join(
+                f"{s[0]}: {s[1]:.0f}/{s[2]:.0f} ms" for s in steps),
             "the same streams direct to the upstream at each level", bool(ok) and max(ok) >= 1000,
-            "app pinned to CPU 0; checkpoint and stop poll at the 1 s defaults; DynamoDB Local shares the machine"))
+            "app pinned to CPU 0; the fake upstream, the load generator and DynamoDB Local share the other core "
+            "(Java also floats); levels where the direct baseline is itself late by > 50 ms do not count. What "
+            "limits the relay: CPU. At the measured CPU cost per 1,000 tokens one core saturates at a few thousand "
+            "tokens/s, i.e. a few hundred streams at 20 tokens/s. Next fixes, in order of expected gain: read the "
+            "upstream in one long-lived task per stream instead of a task + asyncio.wait per chunk; write several "
+            "ready chunks in one send; run on Python 3.12+ (the Lambda runtime) with uvloop/httptools"))
 
         app_ms, mock_ms = asyncio.run(cpu_cost(stack, 20 if quick else 100, 50 if quick else 200))
         figures.append(Figure(
             "CPU per 1,000 relayed tokens", "(no goal: cost)", f"{app_ms:.0f} CPU ms (app, persistence included)",
             f"the fake upstream spent {mock_ms:.0f} CPU ms producing them", None))
 
-        rss = peak_rss_mb(stack.app_pid)
-        figures.append(Figure("Peak RSS of the app", "≤ 90 MB under 100 streams", f"{rss:.0f} MB",
-                              "after the runs above (≥ 100 concurrent streams)", rss <= 90))
+        rss = max(rss_at_100) if rss_at_100 else float("nan")
+        figures.append(Figure("Peak RSS of the app", "≤ 90 MB under 100 streams", f"{rss:.0f} MB with 100 streams",
+                              f"peak over the whole run (up to {levels[-1]} streams): {peak_rss_mb(stack.app_pid):.0f} MB",
+                              rss <= 90))
 
         capacity = dynamodb_cost(stack, 1.0)
         figures.append(Figure(
@@ -388,7 +424,7 @@ def main() -> None:
     finally:
         stack.stop()
 
-    cold = cold_start(2 if quick else 7)
+    cold = cold_start(1 if quick else 7)
     which = "built artifacts (.aws-sam/build, python3.12)" if cold.pop("built") else "source tree (not built)"
     ratio_stream = cold["run.sh (uvicorn)"] / cold["bare uvicorn"]
     ratio_api = cold["Mangum"] / cold["bare Mangum"]
@@ -397,7 +433,10 @@ def main() -> None:
         f"run.sh/uvicorn {ms(cold['run.sh (uvicorn)']):.0f} ms ({ratio_stream:.2f}×); "
         f"Mangum {ms(cold['Mangum']):.0f} ms ({ratio_api:.2f}×)",
         f"bare FastAPI hello app: uvicorn {ms(cold['bare uvicorn']):.0f} ms, Mangum {ms(cold['bare Mangum']):.0f} ms; "
-        f"{which}", ratio_stream <= 1.5 and ratio_api <= 1.5))
+        f"{which}", ratio_stream <= 1.5 and ratio_api <= 1.5,
+        "import cost: the app imports boto3/botocore (about 200 ms), aws-lambda-powertools, pydantic-settings, "
+        "httpx and sse-starlette at start-up; the bare app imports FastAPI only. Next fix: import boto3 and build "
+        "the DynamoDB client on the first storage call, and import Powertools' metrics lazily"))
     imports = import_time_ms("main", ROOT / "functions" / "stream")
     bare_imports = import_time_ms("bare_app", ROOT / "bench")
     figures.append(Figure("Import time (python -X importtime)", "(see cold start)",
