@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 # sam build needs the functions' runtime (python3.12) on PATH; pyenv machines have one.
-PY312_BIN := $(or $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin)),$(patsubst %/,%,$(dir $(shell command -v python3.12 2>/dev/null))))
+PYENV_ROOT ?= $(or $(shell pyenv root 2>/dev/null),$(HOME)/.pyenv)
+PY312_BIN := $(or $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/3.12*/bin))),$(patsubst %/,%,$(dir $(shell command -v python3.12 2>/dev/null))))
 # Stand-in for what the Lambda runtime provides (boto3), for tests of the built artifacts.
 LAMBDA_RUNTIME_DIR := .tools/lambda-runtime
 

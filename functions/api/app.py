@@ -3,5 +3,7 @@
 from mangum import Mangum
 
 from chatrelay.api.app import create_app
+from chatrelay.settings import get_settings
+from chatrelay.tracing import get_tracer, traced
 
-handler = Mangum(create_app(), lifespan="off")
+handler = traced(Mangum(create_app(), lifespan="off"), get_tracer(get_settings()))

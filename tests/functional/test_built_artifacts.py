@@ -3,7 +3,9 @@
 The layer holds compiled wheels for python3.12 (the Lambda runtime), so these tests run
 the artifacts under a python3.12 interpreter that has nothing but the built layer and
 boto3 (which the Lambda runtime provides) on its path: the editable install cannot mask
-a packaging mistake.
+a packaging mistake. They also translate template.yaml with the SAM translator that
+`make build` installs, and check what CloudFormation would deploy: a SAM property that is
+accepted but ignored (a wrong ResponseTransferMode value) fails here, not in production.
 """
 
 from __future__ import annotations
@@ -29,15 +31,74 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
 LAYER = BUILD / "ChatRelayLayer" / "python"
 RUNTIME = ROOT / ".tools" / "lambda-runtime"
-PYTHON312 = next(iter(sorted(Path.home().glob(".pyenv/versions/3.12*/bin"))), None) or (
+SAM_PYTHON = ROOT / ".tools" / "sam" / "bin" / "python"
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+PYTHON312 = next(iter(sorted(PYENV_ROOT.glob("versions/3.12*/bin"), reverse=True)), None) or (
     Path(shutil.which("python3.12")).parent if shutil.which("python3.12") else None
 )
+REQUIRED = ["LlmBaseUrl=https://llm.example.com/v1", "LlmModel=some-model"]
 
 pytestmark = [
     pytest.mark.artifacts,
     pytest.mark.skipif(not (BUILD / "template.yaml").is_file(), reason=".aws-sam/build missing: run `make build`"),
     pytest.mark.skipif(PYTHON312 is None or not RUNTIME.is_dir(), reason="python3.12 / runtime stand-in missing"),
+    pytest.mark.skipif(not SAM_PYTHON.is_file(), reason="SAM CLI missing: run `make build`"),
 ]
+
+
+def _translate(*overrides: str) -> dict:
+    """template.yaml as CloudFormation's SAM transform turns it into plain resources."""
+    run = subprocess.run([str(SAM_PYTHON), str(ROOT / "tests/support/translate_template.py"),
+                          str(ROOT / "template.yaml"), *REQUIRED, *overrides],
+                         capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+def _integrations(translated: dict) -> dict[tuple[str, str], dict]:
+    paths = translated["Resources"]["ChatApi"]["Properties"]["Body"]["paths"]
+    return {(method.upper(), path): op["x-amazon-apigateway-integration"]
+            for path, item in paths.items() for method, op in item.items() if method != "options"}
+
+
+def test_translated_template_streams_the_stream_routes_and_buffers_the_rest():
+    integrations = _integrations(_translate())
+    streamed = {key for key, integration in integrations.items() if integration.get("responseTransferMode") == "STREAM"}
+    assert streamed == {("POST", "/v1/chat/stream"), ("GET", "/v1/messages/{messageId}/stream")}
+    for key, integration in integrations.items():
+        uri = integration["uri"]["Fn::Sub"]
+        if key in streamed:
+            assert "/2021-11-15/functions/${StreamFunction.Arn}/response-streaming-invocations" in uri
+            assert integration["timeoutInMillis"] == 900000
+        else:
+            assert "/2015-03-31/functions/${ApiFunction.Arn}/invocations" in uri, key
+
+
+def test_translated_template_has_one_regional_stage_and_a_streaming_function_url():
+    resources = _translate()["Resources"]
+    stages = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    deployments = [r for r in resources.values() if r["Type"] == "AWS::ApiGateway::Deployment"]
+    assert len(stages) == 1 and all("StageName" not in d["Properties"] for d in deployments)  # no extra "Stage"
+    assert resources["ChatApi"]["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert resources["StreamFunctionUrl"]["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+
+
+def _roles(translated: dict) -> dict[str, dict]:
+    return {name: r["Properties"] for name, r in translated["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
+
+
+def test_translated_roles_have_no_wildcard_resources_and_xray_only_when_traced():
+    for tracing, xray in (("Disabled", False), ("PassThrough", True), ("Active", True)):
+        roles = _roles(_translate(f"Tracing={tracing}", "SecretStore=secretsmanager", "LlmApiKeySecretName=/c/llm",
+                                  "SecretsKmsKeyArn=arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab"))
+        assert set(roles) == {"StreamFunctionRole", "ApiFunctionRole"}
+        for role in roles.values():
+            # AWSXrayWriteOnlyAccess is the one "*": X-Ray's PutTraceSegments has no resource-level permissions.
+            assert any(arn.endswith("/AWSXrayWriteOnlyAccess") for arn in role["ManagedPolicyArns"]) is xray
+            for policy in role["Policies"]:
+                for statement in policy["PolicyDocument"]["Statement"]:
+                    inner = statement["Fn::If"][1] if "Fn::If" in statement else statement
+                    assert "*" not in json.dumps(inner.get("Resource")), inner
 
 
 def _env(dynamodb, mock_llm, **extra) -> dict[str, str]:
@@ -46,13 +107,31 @@ def _env(dynamodb, mock_llm, **extra) -> dict[str, str]:
         PATH=f"{PYTHON312}:{env['PATH']}", CHAT_TABLE=TABLE, DYNAMODB_ENDPOINT_URL=dynamodb.endpoint,
         CHATRELAY_TOKEN_SECRET=TOKEN_SECRET, MOCK_LLM_BASE_URL=f"{mock_llm.url}/v1", AWS_REGION="us-east-1",
         AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local", POWERTOOLS_METRICS_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="WARNING", CHATRELAY_STOP_POLL_INTERVAL="0.2", **extra,
+        POWERTOOLS_LOG_LEVEL="WARNING", CHATRELAY_STOP_POLL_INTERVAL="0.2",
+        PYTHONDONTWRITEBYTECODE="1",  # leave the artifacts exactly as sam build made them
+        **extra,
     )
     return env
 
 
 def _token(user: str) -> str:
     return TokenService(TOKEN_SECRET, issuer="chatrelay", audience="chatrelay-client", ttl_seconds=300).issue(user)
+
+
+def _size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+def test_built_layer_holds_the_package_and_its_dependencies_but_not_boto3():
+    assert (LAYER / "chatrelay" / "__init__.py").is_file() and (LAYER / "chatrelay" / "api" / "app.py").is_file()
+    for dependency in ("fastapi", "uvicorn", "sse_starlette", "httpx", "pydantic_core", "jwt", "mangum",
+                       "aws_lambda_powertools"):
+        assert (LAYER / dependency).is_dir(), dependency
+    for provided_by_lambda in ("boto3", "botocore", "s3transfer"):
+        assert not (LAYER / provided_by_lambda).exists(), provided_by_lambda
+    # Lambda allows 250 MB unzipped for a function and all its layers; the LWA layer is ~5 MB.
+    assert _size_mb(LAYER) < 60
+    assert _size_mb(BUILD / "StreamFunction") < 1 and _size_mb(BUILD / "ApiFunction") < 1
 
 
 def test_python312_alone_cannot_import_the_package():
@@ -128,9 +207,14 @@ def built_stream_function(dynamodb, mock_llm):
 
 def test_built_streaming_function_streams_without_buffering(built_stream_function, mock_llm, user):
     url, process = built_stream_function
-    # run.sh exec's uvicorn under python3.12 from the built layer.
+    # run.sh exec's (same pid) `python -m uvicorn … main:app`: the python3.12 found on PATH, with
+    # the layer first on PYTHONPATH and /opt/python appended, as on Lambda.
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    assert b"uvicorn" in cmdline and b"main:app" in cmdline
+    assert cmdline[:3] == [b"python", b"-m", b"uvicorn"] and b"main:app" in cmdline
+    assert Path(f"/proc/{process.pid}/exe").resolve().name.startswith("python3.12")
+    environ = dict(item.split(b"=", 1)
+                   for item in Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0") if item)
+    assert environ[b"PYTHONPATH"].split(b":")[:2] == [str(LAYER).encode(), b"/opt/python"]
     gate = uuid.uuid4().hex
     body = {"prompt": f"built [mock tokens=6 hold_after=1 gate={gate} ttft=0 interval=0]"}
     seen = []

@@ -10,6 +10,7 @@ import httpx
 
 from chatrelay.observability import hash_user_id, logger
 from tests.conftest import login
+from tests.support.servers import wait_until
 from tests.support.sse_client import stream_chat
 
 
@@ -23,6 +24,8 @@ def test_request_and_turn_logs_carry_the_request_id_and_never_the_raw_user_id(st
         result = stream_chat(server.url, token, {"prompt": "log me [mock tokens=2]"})
         httpx.get(f"{server.url}/v1/conversations", headers={"Authorization": f"Bearer {token}",
                                                               "x-request-id": "req-abc"})
+        # The access line is written once the response has been sent: the client can be faster.
+        wait_until(lambda: '"path":"/v1/conversations"' in sink.getvalue().replace(" ", ""))
     finally:
         logging.getLogger("chatrelay").setLevel(logging.WARNING)
         logger.registered_handler.setStream(previous)

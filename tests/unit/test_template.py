@@ -1,45 +1,23 @@
-"""template.yaml: the shape the streaming path depends on, and least privilege."""
+"""template.yaml: the shape the streaming path depends on, secrets by name, least privilege.
+
+The translated template (what CloudFormation actually deploys) is checked in
+tests/functional/test_built_artifacts.py with the SAM translator that `make build` installs.
+"""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from chatrelay.local.table import load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
+STORE = Path(__file__).resolve().parents[2] / "layers" / "chatrelay" / "chatrelay" / "store" / "dynamodb.py"
 
 
 def _props(name: str) -> dict:
     return RESOURCES[name]["Properties"]
-
-
-def test_streaming_function_runs_uvicorn_behind_lambda_web_adapter():
-    props = _props("StreamFunction")
-    env = props["Environment"]["Variables"]
-    assert props["Handler"] == "run.sh"
-    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
-    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"  # anything else silently buffers
-    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
-    assert props["FunctionUrlConfig"]["InvokeMode"] == "RESPONSE_STREAM"
-    adapter = props["Layers"][0]["Fn::If"]
-    assert "LambdaAdapterLayerArm64:27" in adapter[1]["Fn::Sub"] and "LambdaAdapterLayerX86:27" in adapter[2]["Fn::Sub"]
-    assert all("${AWS::Partition}" in branch["Fn::Sub"] for branch in adapter[1:])
-
-
-def test_stream_routes_use_rest_api_response_streaming_and_the_rest_goes_to_mangum():
-    stream_events = _props("StreamFunction")["Events"].values()
-    assert {e["Properties"]["Path"] for e in stream_events} == {"/v1/chat/stream", "/v1/messages/{messageId}/stream"}
-    assert {e["Properties"]["ResponseTransferMode"] for e in stream_events} == {"STREAM"}
-    api = _props("ApiFunction")
-    assert api["Handler"] == "app.handler"
-    assert all("ResponseTransferMode" not in e["Properties"] for e in api["Events"].values())
-
-
-def test_table_is_on_demand_with_pitr_encryption_and_ttl():
-    table = _props("ChatTable")
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
-    assert table["SSESpecification"]["SSEEnabled"] is True
-    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
 
 
 def _walk(node):
@@ -52,16 +30,95 @@ def _walk(node):
             yield from _walk(value)
 
 
+def _statements(function: str) -> list[dict]:
+    return [node for node in _walk(_props(function)["Policies"]) if "Effect" in node]
+
+
+def test_streaming_function_runs_uvicorn_behind_lambda_web_adapter():
+    props = _props("StreamFunction")
+    env = props["Environment"]["Variables"]
+    assert props["Handler"] == "run.sh"
+    assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
+    assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"  # anything else silently buffers
+    assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
+    assert env["PORT"] == "8000"
+    assert props["FunctionUrlConfig"] == {"AuthType": "NONE", "InvokeMode": "RESPONSE_STREAM"}
+    adapter = props["Layers"][0]["Fn::If"]
+    assert "LambdaAdapterLayerArm64:27" in adapter[1]["Fn::Sub"] and "LambdaAdapterLayerX86:27" in adapter[2]["Fn::Sub"]
+    assert all(branch["Fn::Sub"].startswith("arn:${AWS::Partition}:lambda:${AWS::Region}:") for branch in adapter[1:])
+    assert props["Layers"][1] == {"Ref": "ChatRelayLayer"}
+
+
+def test_stream_routes_use_rest_api_response_streaming_and_the_rest_goes_to_mangum():
+    stream_events = [e["Properties"] for e in _props("StreamFunction")["Events"].values()]
+    assert {e["Path"] for e in stream_events} == {"/v1/chat/stream", "/v1/messages/{messageId}/stream"}
+    # SAM's spelling; "STREAM" here would silently deploy a buffered integration.
+    assert {e["ResponseTransferMode"] for e in stream_events} == {"RESPONSE_STREAM"}
+    assert {e["TimeoutInMillis"] for e in stream_events} == {900000}
+    api = _props("ApiFunction")
+    assert api["Handler"] == "app.handler"
+    assert all("ResponseTransferMode" not in e["Properties"] for e in api["Events"].values())
+    routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in api["Events"].values()}
+    assert {("GET", "/healthz"), ("GET", "/v1/models"), ("POST", "/v1/auth/{proxy+}"), ("GET", "/v1/conversations"),
+            ("DELETE", "/v1/conversations/{conversationId}"), ("GET", "/v1/conversations/{conversationId}/messages"),
+            ("GET", "/v1/messages/{messageId}"), ("PUT", "/v1/messages/{messageId}/feedback"),
+            ("POST", "/v1/messages/{messageId}/stop")} <= routes
+
+
+def test_rest_api_is_regional():
+    """Edge-optimised endpoints cut idle streams after 30 s; regional ones after 5 minutes."""
+    assert _props("ChatApi")["EndpointConfiguration"] == {"Type": "REGIONAL"}
+
+
+def test_table_is_on_demand_with_pitr_encryption_and_ttl():
+    table = _props("ChatTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["CHATRELAY_RETENTION_DAYS"] == {"Ref": "RetentionDays"}
+
+
 def test_no_wildcard_resources_in_our_iam_statements():
-    for name, resource in RESOURCES.items():
-        for node in _walk(resource.get("Properties", {}).get("Policies", [])):
-            if "Resource" in node:
-                assert "*" not in str(node["Resource"]), name
+    """The only "*" the stack gets is SAM's X-Ray policy, and only with Tracing on."""
+    for name in ("StreamFunction", "ApiFunction"):
+        for statement in _statements(name):
+            assert "*" not in str(statement["Resource"]), name
+    assert TEMPLATE["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}  # SAM drops the policy for Disabled
+
+
+def test_the_functions_may_do_every_dynamodb_call_the_store_makes():
+    granted = {
+        action
+        for name in ("StreamFunction", "ApiFunction")
+        for statement in _statements(name)
+        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+        if isinstance(action, str) and action.startswith("dynamodb:")
+    }
+    calls = set(re.findall(r"_client\.(\w+)", STORE.read_text()))
+    calls.discard("transact_write_items")  # authorised per item: PutItem / UpdateItem / ConditionCheckItem
+    needed = {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
+    assert needed <= granted
 
 
 def test_secrets_are_passed_by_name_only():
-    secret_like = [n for n in TEMPLATE["Parameters"] if "Secret" in n or "Key" in n]
-    assert secret_like and all(n.endswith("ParameterName") for n in secret_like)
+    params = TEMPLATE["Parameters"]
+    assert params["SecretStore"]["AllowedValues"] == ["ssm", "secretsmanager"]
+    assert "TokenSecretName" in params and "LlmApiKeySecretName" in params
     env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
-    assert "CHATRELAY_TOKEN_SECRET" not in env and "LLM_API_KEY" not in env
-    assert env["CHATRELAY_TOKEN_SECRET_NAME"] == {"Fn::Sub": "ssm:${TokenSecretParameterName}"}
+    stream_env = _props("StreamFunction")["Environment"]["Variables"]
+    for variables in (env, stream_env):
+        assert "CHATRELAY_TOKEN_SECRET" not in variables and "LLM_API_KEY" not in variables
+    assert env["CHATRELAY_TOKEN_SECRET_NAME"] == {"Fn::Sub": "${SecretStore}:${TokenSecretName}"}
+    # Only the streaming function talks to the LLM, so only it gets (and may read) the key.
+    assert "LLM_API_KEY_SECRET_NAME" not in env and "LLM_API_KEY_SECRET_NAME" in stream_env
+    assert "LlmApiKeySecretName" not in str(_statements("ApiFunction"))
+    assert "LlmApiKeySecretName" in str(_statements("StreamFunction"))
+
+
+def test_kms_decrypt_only_through_the_secret_store():
+    for name in ("StreamFunction", "ApiFunction"):
+        [kms] = [s for s in _statements(name) if s["Action"] == "kms:Decrypt"]
+        assert kms["Resource"] == {"Ref": "SecretsKmsKeyArn"}
+        assert "kms:ViaService" in kms["Condition"]["StringEquals"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,78 @@ class Settings(BaseSettings):
     )
     dev_auth: bool = Field(False, validation_alias=_env("CHATRELAY_DEV_AUTH", "dev_auth"))
     """Enables ``POST /v1/auth/dev``: local development and tests only."""
+    refresh_token_ttl_seconds: int = Field(
+        30 * 86400, gt=0, validation_alias=_env("CHATRELAY_REFRESH_TOKEN_TTL_SECONDS", "refresh_token_ttl_seconds")
+    )
+    """Lifetime of a refresh token; each use rotates it and starts a new lifetime."""
+
+    # --- WeChat (login, content security) ----------------------------------
+    wechat_api_base: str = Field(
+        "https://api.weixin.qq.com", validation_alias=_env("CHATRELAY_WECHAT_API_BASE", "wechat_api_base")
+    )
+    wechat_app_id: str | None = Field(None, validation_alias=_env("CHATRELAY_WECHAT_APP_ID", "wechat_app_id"))
+    wechat_app_secret: SecretStr | None = Field(
+        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET", "wechat_app_secret")
+    )
+    wechat_app_secret_name: str | None = Field(
+        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET_NAME", "wechat_app_secret_name")
+    )
+    """Where the app secret lives (``ssm:/name`` or ``secretsmanager:name``) when not given directly."""
+    wechat_timeout: float = Field(5.0, gt=0, validation_alias=_env("CHATRELAY_WECHAT_TIMEOUT", "wechat_timeout"))
+    """Seconds a call to the WeChat server API may take (login, access token, msg_sec_check)."""
+
+    # --- abuse control (0 disables a limit) ---------------------------------
+    rate_limit_per_minute: int = Field(
+        0, ge=0, validation_alias=_env("CHATRELAY_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute")
+    )
+    """Chat requests a user may start per calendar minute (UTC)."""
+    token_quota_per_day: int = Field(
+        0, ge=0, validation_alias=_env("CHATRELAY_TOKEN_QUOTA_PER_DAY", "token_quota_per_day")
+    )
+    """Model tokens (prompt + completion) a user may use per UTC day; checked when a turn starts."""
+    max_concurrent_streams: int = Field(
+        0, ge=0, validation_alias=_env("CHATRELAY_MAX_CONCURRENT_STREAMS", "max_concurrent_streams")
+    )
+    """Answers a user may have generating at once."""
+    stream_lease_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("CHATRELAY_STREAM_LEASE_SECONDS", "stream_lease_seconds")
+    )
+    """How long a stream's slot is held if its instance dies before releasing it; default
+    ``max_answer_seconds`` + 60 (no live stream runs longer)."""
+    max_body_bytes: int = Field(
+        64 * 1024, gt=0, validation_alias=_env("CHATRELAY_MAX_BODY_BYTES", "max_body_bytes")
+    )
+    max_json_depth: int = Field(16, gt=0, validation_alias=_env("CHATRELAY_MAX_JSON_DEPTH", "max_json_depth"))
+    max_conversation_turns: int = Field(
+        200, ge=0, validation_alias=_env("CHATRELAY_MAX_CONVERSATION_TURNS", "max_conversation_turns")
+    )
+
+    # --- content security (off unless configured) ---------------------------
+    content_safety: Literal["off", "keywords", "wechat"] = Field(
+        "off", validation_alias=_env("CHATRELAY_CONTENT_SAFETY", "content_safety")
+    )
+    """``wechat``: msg_sec_check v2 (users without an openid fall back to the keyword list);
+    ``keywords``: the keyword list only."""
+    content_safety_keywords: list[str] = Field(
+        default_factory=list, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_KEYWORDS", "content_safety_keywords")
+    )
+    """JSON list of words that mark a text as risky (case-insensitive substring match)."""
+    content_safety_scene: int = Field(
+        2, ge=1, le=4, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_SCENE", "content_safety_scene")
+    )
+    """msg_sec_check scene: 1 profile, 2 comment, 3 forum, 4 social log."""
+    content_safety_block_review: bool = Field(
+        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_BLOCK_REVIEW", "content_safety_block_review")
+    )
+    """Treat ``review`` verdicts as blocked too (default: only ``risky`` is)."""
+    content_safety_fail_closed: bool = Field(
+        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_FAIL_CLOSED", "content_safety_fail_closed")
+    )
+    """When the checker itself fails (vendor down): block (1) or let the text through, logged (0)."""
+    answer_safety_piece_chars: int = Field(
+        500, ge=50, le=2400, validation_alias=_env("CHATRELAY_ANSWER_SAFETY_PIECE_CHARS", "answer_safety_piece_chars")
+    )
+    """The streamed answer is checked in pieces of this many new characters (vendor limit 2500)."""
 
     # --- upstream LLM ------------------------------------------------------
     llm_base_url: str | None = Field(None, validation_alias=_env("LLM_BASE_URL", "llm_base_url"))
@@ -75,6 +148,10 @@ class Settings(BaseSettings):
     mock_llm_base_url: str = Field(
         "http://127.0.0.1:8001/v1", validation_alias=_env("MOCK_LLM_BASE_URL", "mock_llm_base_url")
     )
+    providers_file: str | None = Field(
+        None, validation_alias=_env("CHATRELAY_PROVIDERS_FILE", "providers_file")
+    )
+    """YAML or JSON file of named providers, fallbacks and per-provider timeouts (see docs/providers.md)."""
     system_prompt: str = Field(
         "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT", "system_prompt")
     )
@@ -131,6 +208,12 @@ class Settings(BaseSettings):
         8000, gt=0, validation_alias=_env("CHATRELAY_MAX_PROMPT_CHARS", "max_prompt_chars")
     )
 
+    # --- operations --------------------------------------------------------
+    trace_disabled: bool = Field(
+        True, validation_alias=_env("POWERTOOLS_TRACE_DISABLED", "trace_disabled")
+    )
+    """X-Ray subsegments in the API function (tracing.py); off unless the deployment turns it on."""
+
     # --- HTTP --------------------------------------------------------------
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=_env("CHATRELAY_CORS_ORIGINS", "cors_origins")
@@ -141,7 +224,8 @@ class Settings(BaseSettings):
     """Directory of the H5 chat page served at ``/``; default the repo's ``clients/h5``; empty disables it."""
 
 
-    @field_validator("llm_base_url", "llm_model", "token_secret_name", "llm_api_key_secret_name", mode="before")
+    @field_validator("llm_base_url", "llm_model", "token_secret_name", "llm_api_key_secret_name", "providers_file",
+                     "wechat_app_id", "wechat_app_secret_name", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -20,10 +20,10 @@ from chatrelay.settings import Settings, get_settings
 from chatrelay.streaming.relay import drain_detached
 
 
-def _error(status: int, code: str, message: str, **extra: object) -> JSONResponse:
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
     body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 def _field_of(error: dict) -> str:
@@ -36,7 +36,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _chatrelay_error(request: Request, exc: errors.ChatRelayError) -> JSONResponse:
         if exc.status_code >= 500:
             logger.error("request failed", extra={"error_code": exc.code, "path": request.url.path})
-        return _error(exc.status_code, **exc.to_dict())  # type: ignore[arg-type]
+        # Retry-After for 429/503 errors that carry one (quotas, WeChat busy).
+        return _error(exc.status_code, headers=getattr(exc, "headers", None), **exc.to_dict())  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

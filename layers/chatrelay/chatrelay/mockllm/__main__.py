@@ -1,4 +1,5 @@
-"""Run the fake OpenAI-compatible upstream: ``python -m chatrelay.mockllm --port 8001``."""
+"""Run a fake upstream: ``python -m chatrelay.mockllm --port 8001`` (OpenAI-compatible), or
+``--protocol anthropic|bedrock|baidu`` for the native-protocol fakes (same knobs)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import argparse
 
 import uvicorn
 
+from chatrelay.mockllm import anthropic_fake, baidu_fake, bedrock_fake
 from chatrelay.mockllm.server import FAULTS, MockConfig, create_mock_app
+
+FACTORIES = {
+    "openai": create_mock_app,
+    "anthropic": anthropic_fake.create_anthropic_fake,
+    "bedrock": bedrock_fake.create_bedrock_fake,
+    "baidu": baidu_fake.create_baidu_fake,
+}
+ALL_FAULTS = FAULTS | anthropic_fake.FAULTS | bedrock_fake.FAULTS | baidu_fake.FAULTS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,16 +27,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ttft", type=float, default=defaults.ttft, help="seconds before the first token")
     parser.add_argument("--interval", type=float, default=defaults.interval, help="seconds between tokens")
     parser.add_argument("--tokens", type=int, default=defaults.tokens, help="answer length in chunks")
-    parser.add_argument("--fault", choices=sorted(FAULTS), default="none")
+    parser.add_argument("--fault", choices=sorted(ALL_FAULTS), default="none")
     parser.add_argument("--fault-after", type=int, default=defaults.fault_after)
     parser.add_argument("--keepalive", action="store_true", help="send ': keep-alive' comments before the answer")
     parser.add_argument("--api-key", default="", help="require this bearer key")
+    parser.add_argument("--protocol", choices=sorted(FACTORIES), default="openai",
+                        help="which vendor's wire protocol to fake (default: OpenAI-compatible)")
     args = parser.parse_args(argv)
     config = MockConfig(
         ttft=args.ttft, interval=args.interval, tokens=args.tokens, fault=args.fault,
         fault_after=args.fault_after, keepalive=args.keepalive, api_key=args.api_key,
     )
-    uvicorn.run(create_mock_app(config), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=2)
+    uvicorn.run(FACTORIES[args.protocol](config), host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=2)
 
 
 if __name__ == "__main__":

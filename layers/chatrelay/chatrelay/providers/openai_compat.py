@@ -3,9 +3,12 @@
 Covers OpenAI and the vendors that copy its wire format (DeepSeek, DashScope
 compatible mode, Zhipu, Qianfan v2, Hunyuan, Moonshot). Tolerated quirks: SSE
 comments (DeepSeek's ``: keep-alive`` while queued), a usage chunk with empty
-``choices``, ``reasoning_content`` deltas, a missing ``[DONE]`` after a
+``choices`` (``stream_options.include_usage``), usage on the finishing chunk
+(Zhipu, Hunyuan) or inside its choice (Moonshot), ``reasoning_content`` deltas
+(DeepSeek reasoner, GLM-4.5+, Qwen3 thinking), a missing ``[DONE]`` after a
 ``finish_reason``, error objects inside the stream, and error bodies that are plain
-JSON (with or without an HTTP error status).
+JSON (with or without an HTTP error status). ``include_usage=False`` for vendors
+that reject ``stream_options`` (the Zhipu preset).
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ def _delta_from_chunk(chunk: dict[str, Any]) -> ChatDelta:
         return ChatDelta(usage=usage)
     choice = choices[0] or {}
     delta = choice.get("delta") or {}
+    if usage is None:
+        usage = _usage(choice.get("usage"))  # Moonshot puts the last chunk's usage inside the choice
     return ChatDelta(
         text=delta.get("content") or "",
         reasoning=delta.get("reasoning_content") or "",

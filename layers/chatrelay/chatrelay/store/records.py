@@ -14,6 +14,8 @@ class TurnStatus(str, Enum):
     FAILED = "failed"
     TRUNCATED = "truncated"
     """Ended by a hard cap (answer length or duration); the partial answer is kept."""
+    BLOCKED = "blocked"
+    """Refused by the content check: the question (never sent to the model) or part of the answer."""
 
 
 @dataclass(slots=True)
@@ -80,6 +82,7 @@ class Turn:
             "terminal": self.terminal,
             "window": self.window,
             "requestId": self.request_id,
+            "provider": self.provider,
         }
 
 
