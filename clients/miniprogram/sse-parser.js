@@ -114,9 +114,18 @@ function toBytes(chunk) {
   throw new TypeError('feed() takes an ArrayBuffer or a Uint8Array');
 }
 
-function startsWith(bytes, from, prefix) {
-  if (bytes.length - from < prefix.length) return false;
-  for (var k = 0; k < prefix.length; k++) if (bytes[from + k] !== prefix[k]) return false;
+function concat(list) {
+  var total = 0;
+  for (var i = 0; i < list.length; i++) total += list[i].length;
+  var out = new Uint8Array(total);
+  var at = 0;
+  for (var j = 0; j < list.length; j++) { out.set(list[j], at); at += list[j].length; }
+  return out;
+}
+
+function startsWith(bytes, prefix) {
+  if (bytes.length < prefix.length) return false;
+  for (var k = 0; k < prefix.length; k++) if (bytes[k] !== prefix[k]) return false;
   return true;
 }
 
@@ -131,8 +140,8 @@ var FIELD_RETRY = [0x72, 0x65, 0x74, 0x72, 0x79];    // "retry"
  *
  * onEvent({ event, data, id }) for every dispatched event: `event` defaults to
  * "message", `id` is the last event id in effect. onRetry(ms) for each valid `retry:`.
- * An exception thrown by a callback propagates out of feed() but leaves the parser
- * consistent: the line that triggered it is not parsed again.
+ * An exception thrown by a callback is rethrown by feed() once the whole chunk has
+ * been parsed, so the parser stays consistent (no line is parsed twice or lost).
  */
 function createParser(options) {
   var onEvent = options && options.onEvent;
@@ -140,9 +149,10 @@ function createParser(options) {
   if (typeof onEvent !== 'function') throw new TypeError('createParser: onEvent is required');
   var decode = lineDecoder();
 
-  var pending = null;   // bytes of the unfinished last line (Uint8Array) or null
+  var parts = [];       // pieces of the unfinished last line (never contain CR or LF)
+  var head = null;      // the first bytes, while they may still be a BOM
   var afterCR = false;  // the previous chunk ended with CR: an LF first in the next one is part of it
-  var atStart = true;   // nothing but (part of) a BOM seen so far
+  var atStart = true;   // no byte after a (possible) BOM seen yet
   var eventType = '';
   var dataLines = [];
   var lastId = '';
@@ -155,27 +165,25 @@ function createParser(options) {
     dataLines = [];
   }
 
-  // Field names are compared as bytes; only the value is decoded.
-  function processLine(bytes, start, stop) {
-    if (start === stop) { dispatch(); return; }
-    if (bytes[start] === COLON) return; // comment
-    var colon = start;
-    while (colon < stop && bytes[colon] !== COLON) colon += 1;
-    var nameLength = colon - start;
-    var valueStart = colon < stop ? colon + 1 : stop;
-    if (valueStart < stop && bytes[valueStart] === SPACE) valueStart += 1;
-    var value = function () { return decode(bytes.subarray(valueStart, stop)); };
+  // Field names are compared as bytes; only values are decoded.
+  function processLine(line) {
+    var n = line.length;
+    if (n === 0) { dispatch(); return; }
+    if (line[0] === COLON) return; // a comment
+    var colon = 0;
+    while (colon < n && line[colon] !== COLON) colon += 1;
+    var from = colon < n ? colon + 1 : n;
+    if (from < n && line[from] === SPACE) from += 1; // one space after the colon
+    var value = decode(line.subarray(from, n));
 
-    if (nameLength === 4 && startsWith(bytes, start, FIELD_DATA)) {
-      dataLines.push(value());
-    } else if (nameLength === 5 && startsWith(bytes, start, FIELD_EVENT)) {
-      eventType = value();
-    } else if (nameLength === 2 && startsWith(bytes, start, FIELD_ID)) {
-      var id = value();
-      if (id.indexOf('\u0000') === -1) lastId = id;
-    } else if (nameLength === 5 && startsWith(bytes, start, FIELD_RETRY)) {
-      var retry = value();
-      if (/^[0-9]+$/.test(retry) && onRetry) onRetry(parseInt(retry, 10));
+    if (colon === 4 && startsWith(line, FIELD_DATA)) {
+      dataLines.push(value);
+    } else if (colon === 5 && startsWith(line, FIELD_EVENT)) {
+      eventType = value;
+    } else if (colon === 2 && startsWith(line, FIELD_ID)) {
+      if (value.indexOf('\u0000') === -1) lastId = value;
+    } else if (colon === 5 && startsWith(line, FIELD_RETRY)) {
+      if (/^[0-9]+$/.test(value) && onRetry) onRetry(parseInt(value, 10));
     }
     // any other field is ignored
   }
@@ -183,48 +191,57 @@ function createParser(options) {
   function feed(chunk) {
     var bytes = toBytes(chunk);
     if (!bytes.length) return;
-    if (pending) {
-      var joined = new Uint8Array(pending.length + bytes.length);
-      joined.set(pending, 0);
-      joined.set(bytes, pending.length);
-      bytes = joined;
-      pending = null;
+    if (atStart) {
+      // Drop one BOM at the very start, once three bytes tell whether there is one.
+      if (head) {
+        var merged = new Uint8Array(head.length + bytes.length);
+        merged.set(head, 0);
+        merged.set(bytes, head.length);
+        bytes = merged;
+        head = null;
+      }
+      var k = 0;
+      while (k < 3 && k < bytes.length && bytes[k] === BOM[k]) k += 1;
+      if (k < 3 && k === bytes.length) { head = bytes.slice(0); return; }
+      atStart = false;
+      if (k === 3) bytes = bytes.subarray(3);
+      if (!bytes.length) return;
     }
-    var pos = 0;
+    var lineStart = 0;
     if (afterCR) {
       afterCR = false;
-      if (bytes[0] === LF) pos = 1;
+      if (bytes[0] === LF) lineStart = 1;
     }
-    if (atStart) {
-      // Wait until three bytes tell whether the stream starts with a BOM.
-      var k = 0;
-      while (k < 3 && pos + k < bytes.length && bytes[pos + k] === BOM[k]) k += 1;
-      if (k === 3) { pos += 3; atStart = false; }
-      else if (pos + k === bytes.length) { pending = bytes.slice(pos); return; }
-      else atStart = false;
-    }
-    var lineStart = pos;
-    try {
-      for (var i = pos; i < bytes.length; i++) {
-        var b = bytes[i];
-        if (b !== LF && b !== CR) continue;
-        var lineEnd = i;
-        if (b === CR) {
-          if (i + 1 < bytes.length) { if (bytes[i + 1] === LF) i += 1; }
-          else afterCR = true;
-        }
-        var from = lineStart;
-        lineStart = i + 1; // advance first: if a callback throws, this line is done
-        processLine(bytes, from, lineEnd);
+    var thrown = null;
+    for (var i = lineStart; i < bytes.length; i++) {
+      var b = bytes[i];
+      if (b !== LF && b !== CR) continue;
+      var line = bytes.subarray(lineStart, i);
+      if (parts.length) {
+        parts.push(line);
+        line = concat(parts);
+        parts = [];
       }
-    } finally {
-      if (lineStart < bytes.length) pending = bytes.slice(lineStart);
+      if (b === CR) {
+        if (i + 1 < bytes.length) { if (bytes[i + 1] === LF) i += 1; }
+        else afterCR = true;
+      }
+      lineStart = i + 1;
+      try {
+        processLine(line);
+      } catch (e) {
+        if (!thrown) thrown = { error: e }; // finish the chunk first, so no line is parsed twice or lost
+      }
     }
+    // Copied: the runtime may reuse the chunk's buffer.
+    if (lineStart < bytes.length) parts.push(bytes.slice(lineStart));
+    if (thrown) throw thrown.error;
   }
 
   /** The stream ended: an event without its terminating blank line is discarded. */
   function end() {
-    pending = null;
+    parts = [];
+    head = null;
     afterCR = false;
     eventType = '';
     dataLines = [];

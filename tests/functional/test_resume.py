@@ -136,14 +136,14 @@ def test_a_turn_near_the_lambda_deadline_ends_truncated(start_app, user):
 def test_a_turn_left_streaming_by_a_crashed_instance_is_failed_when_read(start_app, dynamodb, user):
     import anyio
 
-    server = start_app(stale_after=0.5)
+    server = start_app(stale_after=2.0)
     token = login(server.url, user)
     store = DynamoDBChatStore(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint))
     turn = Turn("CRASHED" + uuid.uuid4().hex[:10], "CONV" + uuid.uuid4().hex[:10], "q", "mock", utc_now())
     anyio.run(store.start_turn, user, None, turn)  # the instance dies right after this write
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
     assert api.get(f"/v1/messages/{turn.message_id}").json()["status"] == "streaming"
-    time.sleep(0.6)
+    time.sleep(2.1)
     [listed] = api.get(f"/v1/conversations/{turn.conversation_id}/messages").json()["items"]
     assert listed["status"] == "failed" and listed["errorCode"] == "interrupted"
     resumed = _resume(server, token, turn.message_id)
