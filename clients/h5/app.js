@@ -14,6 +14,7 @@ const STATUS_LABELS = {
   stopped: '已停止',
   failed: '出错了',
   truncated: '已截断',
+  blocked: '已拦截',
 };
 const ERROR_MESSAGES = {
   network_error: '网络中断，回答未完成',
@@ -24,6 +25,8 @@ const ERROR_MESSAGES = {
   upstream_disconnected: '模型连接中断',
   interrupted: '生成被中断',
   not_saved: '回答未能保存',
+  question_blocked: '该问题未通过内容安全检查',
+  answer_blocked: '回答的后续内容未通过内容安全检查，已截断',
 };
 
 const els = {
@@ -171,6 +174,12 @@ class TurnView {
     this.queueRender();
   }
 
+  /** Keep the first `offset` characters (code points, like the stream's ids) of the answer. */
+  cutAnswer(offset) {
+    this.answer = Array.from(this.answer).slice(0, offset).join('');
+    this.queueRender();
+  }
+
   appendReasoning(delta) {
     this.reasoning += delta;
     this.queueRender();
@@ -272,6 +281,7 @@ const FINISH_STATUS = {
   length_cap: 'truncated',
   time_cap: 'truncated',
   lambda_timeout: 'truncated',
+  blocked: 'blocked',
 };
 
 function setBusy(busy) {
@@ -308,6 +318,11 @@ function onStreamItem(run, item) {
     view.appendReasoning(JSON.parse(item.data).delta || '');
   } else if (item.event === 'error') {
     const error = JSON.parse(item.data);
+    // The content check refused text already shown: the server says where the safe part ends.
+    if (error.code === 'answer_blocked' && Number.isInteger(error.offset)) {
+      view.cutAnswer(error.offset);
+      run.offset = Math.min(run.offset || 0, error.offset);
+    }
     view.setError(error.code, error.message);
   } else if (item.event === 'done') {
     const done = JSON.parse(item.data);
@@ -491,7 +506,7 @@ async function loadConversation(id, title) {
       reasoning: turn.reasoning || '',
       status: turn.status,
       useful: turn.useful,
-      errorCode: turn.status === 'failed' ? turn.errorCode : null,
+      errorCode: turn.status === 'failed' || turn.status === 'blocked' ? turn.errorCode : null,
     });
   }
   scrollToBottom();

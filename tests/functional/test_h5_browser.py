@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from chatrelay.mockllm import answer_text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from chatrelay.mockllm import answer_text
 from tests.conftest import login
 from tests.support.servers import ServerThread, wait_until
 
@@ -308,14 +308,14 @@ def test_auto_scroll_follows_only_a_reader_at_the_bottom(app_server, user, phone
     # The reader scrolls up: new text no longer moves the view.
     page.evaluate("document.getElementById('messages').scrollTop = 100")
     height = page.evaluate("document.getElementById('messages').scrollHeight")
-    page.wait_for_function(f"h => document.getElementById('messages').scrollHeight > h + 100", arg=height)
+    page.wait_for_function("h => document.getElementById('messages').scrollHeight > h + 100", arg=height)
     assert page.evaluate("document.getElementById('messages').scrollTop") == 100
     assert page.is_visible("#to-bottom")
     # Back at the bottom, it follows again.
     page.click("#to-bottom")
     page.wait_for_function(f"() => {gap} < 5")
     height = page.evaluate("document.getElementById('messages').scrollHeight")
-    page.wait_for_function(f"h => document.getElementById('messages').scrollHeight > h + 100", arg=height)
+    page.wait_for_function("h => document.getElementById('messages').scrollHeight > h + 100", arg=height)
     page.wait_for_function(f"() => {gap} < 5")
     page.wait_for_selector("#thread .turn[data-status=complete]", timeout=30_000)
 
@@ -472,3 +472,30 @@ def test_without_the_jssdk_the_page_works_and_the_bridge_is_a_no_op(app_server, 
         phone.close()
     unexpected = [e for e in phone.errors if "404" not in e and "jweixin" not in e]
     assert not unexpected, phone.errors
+
+
+def test_an_answer_blocked_by_the_content_check_is_cut_on_screen_and_in_history(start_app, user, phone):
+    server = start_app(content_safety="keywords", content_safety_keywords=["forbidden-word"],
+                       answer_safety_piece_chars=50)
+    token = login(server.url, user)
+    page = phone.page
+    phone.open(server.url, token)
+    # The risky word is percent-encoded in the directive, so only the answer carries it.
+    phone.ask("安全检查 [mock tokens=40 say=forbidden%2Dword say_at=35]")
+    page.wait_for_selector("#thread .turn[data-status=blocked]")
+    turn = phone.last_turn()
+    shown = turn.locator(".answer").inner_text()
+    full = answer_text(40, "forbidden-word", 35)
+    assert "forbidden-word" not in shown and shown.startswith("Sure! Here is a streamed answer.")
+    assert "未通过内容安全检查" in turn.locator(".error").inner_text()
+    conversation_id = page.evaluate(
+        "localStorage.getItem(Object.keys(localStorage).find(k => k.startsWith('chatrelay.conversation.')))")
+    [stored] = _messages(server.url, token, conversation_id)
+    assert stored["status"] == "blocked" and stored["answer"] and full.startswith(stored["answer"])
+    assert "forbidden-word" not in stored["answer"] and shown.strip() == stored["answer"].strip()
+    # Reloaded from history, the turn shows the same cut answer and the reason.
+    page.reload()
+    phone.wait_ready()
+    page.wait_for_selector("#thread .turn[data-status=blocked]")
+    assert "forbidden-word" not in phone.last_turn().locator(".answer").inner_text()
+    assert "未通过内容安全检查" in phone.last_turn().locator(".error").inner_text()

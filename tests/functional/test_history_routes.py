@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
-import threading
 import time
 import uuid
 
 import httpx
+import jwt
 import pytest
-
 from chatrelay.mockllm import answer_text
-from tests.conftest import login
+
+from tests.conftest import TOKEN_SECRET, login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import iter_events, stream_chat
 
@@ -194,3 +195,40 @@ def test_models_lists_the_presets(api):
 
 def test_healthz_needs_no_token(app_server):
     assert httpx.get(f"{app_server.url}/healthz").json() == {"status": "ok"}
+
+
+def _signed(claims: dict, key: str = TOKEN_SECRET) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": "chatrelay", "aud": "chatrelay-client", "iat": now, "exp": now + 300, **claims}, key)
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda user: _signed({"sub": user, "iat": int(time.time()) - 600, "exp": int(time.time()) - 60}),
+        lambda user: _signed({"sub": user, "aud": "some-other-app"}),
+        lambda user: _signed({"sub": user, "iss": "someone-else"}),
+        lambda user: _signed({"sub": user}, key="k" * 40),
+        # A genuine token whose payload was edited to name another user: the signature no longer holds.
+        lambda user: _tampered(_signed({"sub": "someone"}), user),
+    ],
+    ids=["expired", "wrong-audience", "wrong-issuer", "wrong-key", "tampered"],
+)
+def test_expired_forged_and_tampered_tokens_are_refused_by_the_server(app_server, user, forge):
+    token = login(app_server.url, user)
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{app_server.url}/v1/conversations", headers=headers, timeout=10).status_code == 200
+    # The helper signs as the server does, so each forgery below is refused for its one defect.
+    genuine = {"Authorization": f"Bearer {_signed({'sub': user})}"}
+    assert httpx.get(f"{app_server.url}/v1/conversations", headers=genuine, timeout=10).status_code == 200
+    response = httpx.get(f"{app_server.url}/v1/conversations", headers={"Authorization": f"Bearer {forge(user)}"},
+                         timeout=10)
+    assert response.status_code == 401 and response.json()["code"] == "unauthorized"
+
+
+def _tampered(token: str, sub: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = sub
+    edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{edited}.{signature}"

@@ -113,8 +113,8 @@ class Settings(BaseSettings):
     content_safety: Literal["off", "keywords", "wechat"] = Field(
         "off", validation_alias=_env("CHATRELAY_CONTENT_SAFETY", "content_safety")
     )
-    """``wechat``: msg_sec_check v2 (users without an openid fall back to the keyword list);
-    ``keywords``: the keyword list only."""
+    """``wechat``: msg_sec_check v2 for users with a WeChat openid, plus the keyword list (if
+    any) for everyone; ``keywords``: the keyword list only."""
     content_safety_keywords: list[str] = Field(
         default_factory=list, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_KEYWORDS", "content_safety_keywords")
     )

@@ -12,7 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors
-from chatrelay.api import routes_chat, routes_history, routes_system
+from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_system
+from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import RequestContextMiddleware
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
@@ -20,7 +21,9 @@ from chatrelay.settings import Settings, get_settings
 from chatrelay.streaming.relay import drain_detached
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object) -> JSONResponse:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+) -> JSONResponse:
     body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
     headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(body, status_code=status, headers=headers or None)
@@ -47,6 +50,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, say): like bad JSON
+            return _error(422, "invalid_request", f"body: {exc.detail}", field="body")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
@@ -64,7 +69,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI):
         yield
         await drain_detached()
-        await services.registry.aclose()
+        await services.aclose()
 
     app = FastAPI(
         title="chatrelay",
@@ -74,17 +79,22 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     install_error_handlers(app)
+    # Inside the request context (so refusals are logged), outside everything else.
+    app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
+                       max_json_depth=settings.max_json_depth)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_history.router)
+    app.include_router(routes_auth.router)
+    app.include_router(routes_me.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["X-Conversation-Id", "X-Message-Id"],
+            expose_headers=["X-Conversation-Id", "X-Message-Id", "Retry-After"],
             max_age=600,
         )
     h5 = Path(settings.h5_dir) if settings.h5_dir else None

@@ -7,9 +7,13 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from chatrelay.auth.refresh import RefreshTokens
 from chatrelay.auth.tokens import TokenService
+from chatrelay.auth.wechat import WeChatApi, wechat_api_from_settings
 from chatrelay.observability import logger
 from chatrelay.providers.registry import ProviderRegistry
+from chatrelay.quotas import QuotaGuard, QuotaStore
+from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
@@ -21,6 +25,17 @@ class Services:
     store: DynamoDBChatStore
     registry: ProviderRegistry
     tokens: TokenService
+    refresh_tokens: RefreshTokens | None = None
+    quotas: QuotaGuard | None = None
+    wechat: WeChatApi | None = None
+    """None unless a WeChat app id and secret are configured (then WeChat login works)."""
+    safety: ContentSafety | None = None
+    """None unless CHATRELAY_CONTENT_SAFETY is on."""
+
+    async def aclose(self) -> None:
+        await self.registry.aclose()
+        if self.wechat is not None:
+            await self.wechat.aclose()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
@@ -35,16 +50,18 @@ class Services:
             # Local development only: tokens die with the process.
             secret = secrets.token_urlsafe(48)
             logger.warning("no CHATRELAY_TOKEN_SECRET: using a random one (dev auth)")
+        store = DynamoDBChatStore(
+            settings.chat_table,
+            endpoint_url=settings.dynamodb_endpoint_url,
+            region=settings.aws_region,
+            retention_days=settings.retention_days,
+            max_threads=settings.storage_threads,
+            stale_after_seconds=settings.stale_after,
+        )
+        wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,
-            store=DynamoDBChatStore(
-                settings.chat_table,
-                endpoint_url=settings.dynamodb_endpoint_url,
-                region=settings.aws_region,
-                retention_days=settings.retention_days,
-                max_threads=settings.storage_threads,
-                stale_after_seconds=settings.stale_after,
-            ),
+            store=store,
             registry=ProviderRegistry(settings),
             tokens=TokenService(
                 secret,
@@ -52,6 +69,16 @@ class Services:
                 audience=settings.token_audience,
                 ttl_seconds=settings.token_ttl_seconds,
             ),
+            refresh_tokens=RefreshTokens(store, ttl_seconds=settings.refresh_token_ttl_seconds),
+            quotas=QuotaGuard(
+                QuotaStore(store),
+                per_minute=settings.rate_limit_per_minute,
+                tokens_per_day=settings.token_quota_per_day,
+                max_streams=settings.max_concurrent_streams,
+                lease_seconds=settings.stream_lease_seconds or settings.max_answer_seconds + 60,
+            ),
+            wechat=wechat,
+            safety=content_safety_from_settings(settings, wechat),
         )
 
 

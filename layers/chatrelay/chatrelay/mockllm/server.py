@@ -15,6 +15,9 @@ as ``[mock ttft=0.5 tokens=40 fault=cut fault_after=5]`` in the last user messag
     fault        none | http_429 | http_500 | http_401 | cut | malformed | stall | error_event
     fault_after  chunks sent before a mid-stream fault   reasoning reasoning_content chunks first (DeepSeek)
     hold_after   chunks sent before waiting on gate ``gate`` (released by POST /_mock/gates/{gate})
+    stamp        1: append ``@<time.monotonic_ns()>@`` (the send time) to each content chunk (bench/)
+    say, say_at  send the chunk ``say`` + " " in place of chunk number ``say_at`` (content-safety tests;
+                 ``say`` is percent-decoded, so the question need not contain the word itself)
 
 The gate makes streaming tests deterministic: the fake sends a token, then waits
 until the test's client has seen it; a relay that buffers never releases the gate.
@@ -33,6 +36,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import count
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,13 +59,13 @@ _DIRECTIVE = re.compile(r"\[mock((?:\s+\w+=[^\s\]]+)*)\s*\]")
 FAULTS = {"none", "http_429", "http_500", "http_401", "cut", "malformed", "stall", "error_event"}
 
 
-def answer_tokens(n: int) -> list[str]:
+def answer_tokens(n: int, say: str = "", say_at: int = 0) -> list[str]:
     """The first ``n`` content chunks the fake sends (tests compare against these)."""
-    return [TOKENS[i % len(TOKENS)] for i in range(n)]
+    return [f"{say} " if say and i == say_at else TOKENS[i % len(TOKENS)] for i in range(n)]
 
 
-def answer_text(n: int) -> str:
-    return "".join(answer_tokens(n))
+def answer_text(n: int, say: str = "", say_at: int = 0) -> str:
+    return "".join(answer_tokens(n, say, say_at))
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,11 @@ class MockConfig:
     gate: str = ""
     api_key: str = ""
     """When set, requests must carry ``Authorization: Bearer <api_key>``."""
+    say: str = ""
+    say_at: int = 0
+    stamp: bool = False
+    """Append the send time (``@<time.monotonic_ns()>@``, CLOCK_MONOTONIC: system-wide) to each
+    content chunk, so a client on the same machine can tell each chunk's delivery delay."""
 
     def with_directive(self, text: str) -> MockConfig:
         match = _DIRECTIVE.search(text)
@@ -96,7 +105,7 @@ class MockConfig:
             elif kind in ("bool", bool):
                 changes[key] = value.lower() in ("1", "true", "yes")
             else:
-                changes[key] = value
+                changes[key] = unquote(value) if key == "say" else value
         return replace(self, **changes)
 
 
@@ -177,7 +186,7 @@ class MockLLM:
             return JSONResponse(
                 {
                     "id": completion_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(config.tokens)},
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": answer_text(config.tokens, config.say, config.say_at)},
                                  "logprobs": None, "finish_reason": "stop"}],
                     "usage": usage,
                 }
@@ -215,7 +224,7 @@ class MockLLM:
             for piece in REASONING_TOKENS[: config.reasoning]:
                 yield chunk({"reasoning_content": piece})
                 await asyncio.sleep(config.interval)
-            for index, piece in enumerate(answer_tokens(config.tokens)):
+            for index, piece in enumerate(answer_tokens(config.tokens, config.say, config.say_at)):
                 if index and config.hold_after and index == config.hold_after:
                     await asyncio.wait_for(self.gate(config.gate or "default").wait(), timeout=60)
                 if config.fault != "none" and index == config.fault_after:
@@ -232,6 +241,8 @@ class MockLLM:
                         await asyncio.sleep(3600)
                 if index:
                     await asyncio.sleep(config.interval)
+                if config.stamp:
+                    piece = f"{piece}@{time.monotonic_ns()}@"
                 yield chunk({"content": piece})
             yield chunk({}, "stop")
             if include_usage:

@@ -52,4 +52,11 @@ async def follow_turn(
         turn = refreshed
     if turn.status is TurnStatus.FAILED:
         yield ErrorEvent(turn.error_code or "upstream_error", "the answer failed")
+    elif turn.status is TurnStatus.BLOCKED:
+        # The follower may have sent checkpointed text past the cut: the offset tells the client where to cut.
+        if turn.error_code == "answer_blocked":
+            yield ErrorEvent("answer_blocked", "part of the answer was refused by the content check",
+                             offset=len(turn.answer))
+        else:
+            yield ErrorEvent(turn.error_code or "question_blocked", "the question was refused by the content check")
     yield DoneEvent(turn.finish_reason or turn.status.value, turn.usage)

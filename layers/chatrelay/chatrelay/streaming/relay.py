@@ -9,6 +9,7 @@ ends, whatever the ending:
     upstream finished                        complete   done
     stop endpoint (polled) / client gone     stopped    done (stopped) / nothing
     upstream error, timeout, cut             failed     error, done
+    content check refused part of the answer blocked    error (answer_blocked, offset), done
     answer length or duration cap reached    truncated  done (length_cap/time_cap)
     Lambda invocation about to time out      truncated  done (lambda_timeout)
 
@@ -16,6 +17,11 @@ While it runs, a keeper task checkpoints the partial answer (at most once per
 ``checkpoint_interval``, never per token) so another instance can replay and
 follow the turn (``GET /v1/messages/{id}/stream``), writes a heartbeat when there is
 nothing new, and reads the stop flag.
+
+With a content-safety monitor the answer is checked behind the stream, in pieces
+(``chatrelay.safety.monitor``): a refused piece ends the turn at once, and every
+other ending first has the unchecked tail checked. A blocked turn is stored cut at
+the last safe offset, and the client is told that offset so it can cut too.
 
 The next upstream chunk is awaited as a task, so the wait can be bounded by
 first-token, idle and total deadlines and raced against the stop watcher without
@@ -35,6 +41,7 @@ import anyio
 from chatrelay import errors
 from chatrelay.observability import logger, record_turn
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage
+from chatrelay.safety.monitor import AnswerSafetyMonitor
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, TurnStatus
 
@@ -62,6 +69,8 @@ class ReasoningEvent:
 class ErrorEvent:
     code: str
     message: str
+    offset: int | None = None
+    """For ``answer_blocked``: the answer's safe length; the client drops the text after it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +152,7 @@ class TurnRelay:
         params: StreamParams,
         limits: RelayLimits,
         on_end: Sequence[OnEnd] = (),
+        safety: AnswerSafetyMonitor | None = None,
     ) -> None:
         self._store = store
         self._provider = provider
@@ -152,6 +162,7 @@ class TurnRelay:
         self._params = params
         self._limits = limits
         self._on_end = list(on_end)
+        self._safety = safety
         self._progress = _Progress()
         self._finished = False
         self.checkpoints = 0
@@ -184,6 +195,8 @@ class TurnRelay:
         upstream = self._upstream or self._provider.stream(self._messages, self._params)
         pending: asyncio.Task[ChatDelta] | None = self._first
         stop_watch = self._keeper = asyncio.create_task(self._keep())
+        # Never completes unless a piece of the answer is refused.
+        flagged = asyncio.create_task(self._safety.wait_flagged() if self._safety else asyncio.Event().wait())
         progress = self._progress
         try:
             while True:
@@ -198,14 +211,21 @@ class TurnRelay:
                 if self._limits.deadline is not None:
                     total_deadline = min(total_deadline, self._limits.deadline)
                 done, _ = await asyncio.wait(
-                    {pending, stop_watch},
+                    {pending, stop_watch, flagged},
                     timeout=max(0.0, min(token_deadline, total_deadline) - now),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if flagged in done:
+                    await _cancel(pending)
+                    pending = None
+                    for event in await self._end(TurnStatus.BLOCKED, "blocked", started):
+                        yield event
+                    return
                 if stop_watch in done:
                     await _cancel(pending)
                     pending = None
-                    yield await self._end(TurnStatus.STOPPED, "stopped", started)
+                    for event in await self._end(TurnStatus.STOPPED, "stopped", started):
+                        yield event
                     return
                 if pending not in done:
                     await _cancel(pending)
@@ -213,14 +233,16 @@ class TurnRelay:
                     if time.monotonic() >= total_deadline:
                         lambda_deadline = self._limits.deadline is not None and total_deadline == self._limits.deadline
                         reason = "lambda_timeout" if lambda_deadline else "time_cap"
-                        yield await self._end(TurnStatus.TRUNCATED, reason, started)
+                        for event in await self._end(TurnStatus.TRUNCATED, reason, started):
+                            yield event
                         return
                     raise errors.UpstreamTimeout(f"no {waiting_for.replace('_', ' ')} within the time limit")
                 try:
                     delta = pending.result()
                 except StopAsyncIteration:
                     pending = None
-                    yield await self._end(TurnStatus.COMPLETE, progress.finish_reason or "stop", started)
+                    for event in await self._end(TurnStatus.COMPLETE, progress.finish_reason or "stop", started):
+                        yield event
                     return
                 pending = None
                 if delta.provider:
@@ -238,30 +260,41 @@ class TurnRelay:
                     room = self._limits.max_answer_chars - progress.chars
                     text = delta.text[:room]
                     if text:
+                        if self._safety is not None and await self._safety.feed(text) is not None:
+                            # Refused behind the stream: nothing more goes out.
+                            for event in await self._end(TurnStatus.BLOCKED, "blocked", started):
+                                yield event
+                            return
                         progress.answer.append(text)
                         progress.chars += len(text)
                         yield DeltaEvent(text, progress.chars)
                     if len(delta.text) > room:
-                        yield await self._end(TurnStatus.TRUNCATED, "length_cap", started)
+                        for event in await self._end(TurnStatus.TRUNCATED, "length_cap", started):
+                            yield event
                         return
         except errors.UpstreamError as exc:
             logger.warning("upstream failed", extra={"error_code": exc.code, "upstream_status": exc.status})
             yield ErrorEvent(exc.code, exc.message)
-            yield await self._end(TurnStatus.FAILED, "error", started, error_code=exc.code)
+            for event in await self._end(TurnStatus.FAILED, "error", started, error_code=exc.code):
+                yield event
         except Exception:
             logger.exception("relay failed")
             yield ErrorEvent("internal_error", "the answer failed")
-            yield await self._end(TurnStatus.FAILED, "error", started, error_code="internal_error")
+            for event in await self._end(TurnStatus.FAILED, "error", started, error_code="internal_error"):
+                yield event
         finally:
             # Runs on every exit, including the client going away (CancelledError from
             # the response's task group): stop the upstream, then persist the ending.
             with anyio.CancelScope(shield=True):
                 stop_watch.cancel()
+                await _cancel(flagged)
                 await _cancel(pending)
                 with contextlib.suppress(Exception):
                     await upstream.aclose()
                 if not self._finished:
                     await self._end(TurnStatus.STOPPED, "client_disconnected", started, quiet=True)
+                if self._safety is not None:
+                    await self._safety.aclose()
 
     async def _keep(self) -> None:
         """Checkpoints the partial answer and watches for a stop request; returns on a stop.
@@ -306,13 +339,24 @@ class TurnRelay:
         *,
         error_code: str | None = None,
         quiet: bool = False,
-    ) -> RelayEvent:
+    ) -> list[RelayEvent]:
+        """Persist the ending (once) and return the events that close the stream."""
         self._finished = True
         if self._keeper is not None:
             await _cancel(self._keeper)  # no checkpoint may land after the ending
         progress = self._progress
-        usage = progress.usage.to_dict() if progress.usage else None
         answer = "".join(progress.answer)
+        closing: list[RelayEvent] = []
+        if self._safety is not None:
+            # Whatever ended the turn, what is stored is checked: the unchecked tail now.
+            cut = await self._safety.finish()
+            if cut is not None:
+                status, finish_reason, error_code = TurnStatus.BLOCKED, "blocked", "answer_blocked"
+                answer = answer[:cut]
+                logger.info("answer blocked", extra={"offset": cut, "checks": self._safety.checks})
+                closing.append(ErrorEvent("answer_blocked", "part of the answer was refused by the content check",
+                                          offset=cut))
+        usage = progress.usage.to_dict() if progress.usage else None
         duration_ms = int((time.monotonic() - started) * 1000)
         saved = True
         try:
@@ -344,17 +388,19 @@ class TurnRelay:
             duration_ms=duration_ms,
             usage=usage,
             error_code=error_code,
-            answer_chars=progress.chars,
+            answer_chars=len(answer),
         )
-        outcome = TurnOutcome(self._user_id, self._turn.message_id, status, usage, progress.chars, saved)
+        outcome = TurnOutcome(self._user_id, self._turn.message_id, status, usage, len(answer), saved)
         for hook in self._on_end:
             try:
                 await hook(outcome)
             except Exception:
                 logger.exception("turn end hook failed")
-        if not saved and not quiet:
-            return ErrorEvent("not_saved", "the answer could not be saved")
-        return DoneEvent(finish_reason, usage)
+        if quiet:
+            return []
+        if not saved:
+            return [*closing, ErrorEvent("not_saved", "the answer could not be saved")]
+        return [*closing, DoneEvent(finish_reason, usage)]
 
     @property
     def answer(self) -> str:

@@ -49,7 +49,10 @@ def to_wire(event: RelayEvent, fmt: StreamFormat) -> ServerSentEvent | None:
     if isinstance(event, ReasoningEvent):
         return ServerSentEvent(_json({"delta": event.text}), event="reasoning", sep=SEP)
     if isinstance(event, ErrorEvent):
-        return ServerSentEvent(_json({"code": event.code, "message": event.message}), event="error", sep=SEP)
+        payload = {"code": event.code, "message": event.message}
+        if event.offset is not None:
+            payload["offset"] = event.offset
+        return ServerSentEvent(_json(payload), event="error", sep=SEP)
     if isinstance(event, DoneEvent):
         return ServerSentEvent(_json({"finishReason": event.finish_reason, "usage": event.usage}), event="done", sep=SEP)
     raise TypeError(f"not a relay event: {event!r}")

@@ -1,0 +1,121 @@
+"""Input limits enforced before a route runs: body size, JSON nesting, prompt characters.
+
+``RequestLimitsMiddleware`` is a pure ASGI middleware (a ``BaseHTTPMiddleware``
+would sit between the app and a streamed response). It reads the request body
+itself, counting bytes as they arrive, so a body larger than ``max_body_bytes``
+is refused with 413 ``payload_too_large`` whether or not a ``Content-Length`` was
+sent (a declared length over the limit is refused before reading anything), and
+a JSON body nested deeper than ``max_json_depth`` with 422 ``invalid_request``
+before any parser recurses into it. The app then reads the buffered body as
+usual; later messages (``http.disconnect``) pass straight through, so streamed
+responses still learn that their client left.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatrelay import errors
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(rb"[\[\]{}]")
+# Control characters (Unicode Cc) other than tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
+    """Whether the JSON text ``body`` nests arrays/objects deeper than ``max_depth``."""
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False
+    depth = 0
+    for bracket in _BRACKETS.findall(_STRING.sub(b'""', body)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth = max(0, depth - 1)
+    return False
+
+
+def check_prompt(prompt: str) -> None:
+    """Refuse control characters other than tab, LF and CR (422, field ``prompt``)."""
+    found = _CONTROL.search(prompt)
+    if found:
+        raise errors.InvalidRequest(
+            f"prompt contains the control character U+{ord(found.group()):04X}", field="prompt"
+        )
+
+
+async def _send_error(send: Send, status: int, body: dict[str, object]) -> None:
+    payload = json.dumps(body).encode()
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+    })
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope.get("headers") or ():
+        if name == b"content-type":
+            return b"json" in value.lower()
+    return True  # FastAPI parses a body without a content type as JSON
+
+
+class RequestLimitsMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_json_depth = max_json_depth
+
+    def _too_large(self) -> dict[str, object]:
+        error = errors.PayloadTooLarge(f"the request body is larger than {self.max_body_bytes} bytes")
+        return error.to_dict()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > self.max_body_bytes:
+                    await _send_error(send, 413, self._too_large())
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client left before sending its body: nobody to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _send_error(send, 413, self._too_large())
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body and _is_json(scope) and json_depth_exceeds(body, self.max_json_depth):
+            error = errors.InvalidRequest(f"JSON is nested deeper than {self.max_json_depth} levels", field="body")
+            await _send_error(send, 422, error.to_dict())
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
