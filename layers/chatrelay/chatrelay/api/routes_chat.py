@@ -31,7 +31,6 @@ from chatrelay.streaming.relay import (
     RelayLimits,
     TurnRelay,
     build_messages,
-    run_detached,
 )
 from chatrelay.streaming.response import sse_response
 
@@ -195,7 +194,7 @@ async def _start_chat(
     if relay is None:
         history = [t for t in (await history_read if history_read else []) if t.message_id != turn.message_id]
         relay = relay_for(history[-settings.context_max_turns :])
-    events = run_detached(relay.events(), finish_on_disconnect=settings.finish_on_disconnect)
+    events = relay.events(finish_on_disconnect=settings.finish_on_disconnect)
     return sse_response(events, fmt=format, ping_interval=settings.ping_interval, headers=headers)
 
 
