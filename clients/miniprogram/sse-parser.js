@@ -1,177 +1,249 @@
 /**
- * Byte-level SSE parser for WeChat mini-programs (wx.request enableChunked).
+ * Byte-level SSE parser for WeChat mini-programs (wx.request with enableChunked).
  *
  * onChunkReceived hands over ArrayBuffers that merge or split events anywhere, even
- * inside a UTF-8 character. Lines are split on bytes (CR, LF, CRLF; a CR at the end of
- * one chunk and an LF at the start of the next are one line break) and only whole lines
- * are decoded, so a character cut across chunks is never garbled: LF and CR never occur
- * inside a multi-byte UTF-8 sequence. Devices have no TextDecoder, so a small decoder
- * is built in and used only when TextDecoder is absent.
+ * inside a UTF-8 character. Lines are therefore split on BYTES (CR, LF or CRLF; a CR
+ * ending one chunk and an LF starting the next are a single line break) and only whole
+ * lines are decoded: CR and LF never occur inside a multi-byte UTF-8 sequence, so a
+ * character cut across chunks is never garbled.
  *
- * Follows the WHATWG "event stream interpretation": multi-line data joined with LF,
- * comments ignored, events without data not dispatched, id (without NUL) kept as the
- * last event id, retry (digits only) reported, one leading BOM stripped, an
- * unterminated event at the end discarded.
+ * Interpretation follows the WHATWG HTML "event stream interpretation": multi-line
+ * data joined with LF, comment lines (':') ignored, events without a data field not
+ * dispatched, `id` (unless it contains NUL) kept as the last event id, `retry` (ASCII
+ * digits only) reported, one space after the colon removed, one UTF-8 BOM at the very
+ * start of the stream dropped, an event not terminated by a blank line discarded at end().
+ *
+ * Devices have no TextDecoder (only the devtools do), so a small UTF-8 decoder is built
+ * in and used whenever TextDecoder is absent. Plain ES2017, CommonJS, no dependencies.
  */
 'use strict';
 
-var LF = 10;
-var CR = 13;
+var LF = 0x0a;
+var CR = 0x0d;
+var COLON = 0x3a;
+var SPACE = 0x20;
 
-/** UTF-8 bytes (Uint8Array) to a string, invalid sequences as U+FFFD. */
+/**
+ * Decode UTF-8 bytes (Uint8Array or array of numbers) to a string. Invalid input becomes
+ * U+FFFD, one per "maximal subpart" exactly as the WHATWG (and node's) decoder does:
+ * no overlong forms, no surrogates, nothing above U+10FFFF; astral characters become
+ * surrogate pairs.
+ */
 function decodeUtf8(bytes) {
   var out = '';
-  var chunk = [];
-  var i = 0;
+  var units = [];
   var n = bytes.length;
-  function push(code) {
+  var i = 0;
+
+  function emit(code) {
     if (code > 0xffff) {
       code -= 0x10000;
-      chunk.push(0xd800 + (code >> 10), 0xdc00 + (code & 0x3ff));
+      units.push(0xd800 + (code >> 10), 0xdc00 + (code & 0x3ff));
     } else {
-      chunk.push(code);
+      units.push(code);
     }
-    if (chunk.length > 4096) {
-      out += String.fromCharCode.apply(null, chunk);
-      chunk = [];
+    if (units.length >= 4096) { // keep String.fromCharCode.apply well below argument limits
+      out += String.fromCharCode.apply(null, units);
+      units = [];
     }
   }
+
   while (i < n) {
     var b = bytes[i];
-    var need = 0;
-    var code = 0;
-    var lo = 0x80;
-    var hi = 0xbf;
-    if (b < 0x80) { push(b); i += 1; continue; }
+    if (b < 0x80) { emit(b); i += 1; continue; }
+    var need;
+    var code;
+    var lower = 0x80; // allowed range of the second byte
+    var upper = 0xbf;
     if (b >= 0xc2 && b <= 0xdf) { need = 1; code = b & 0x1f; }
     else if (b >= 0xe0 && b <= 0xef) {
       need = 2; code = b & 0x0f;
-      if (b === 0xe0) lo = 0xa0;        // no overlong forms
-      if (b === 0xed) hi = 0x9f;        // no surrogates
+      if (b === 0xe0) lower = 0xa0;      // overlong
+      else if (b === 0xed) upper = 0x9f; // UTF-16 surrogates
     } else if (b >= 0xf0 && b <= 0xf4) {
       need = 3; code = b & 0x07;
-      if (b === 0xf0) lo = 0x90;
-      if (b === 0xf4) hi = 0x8f;        // nothing above U+10FFFF
-    } else { push(0xfffd); i += 1; continue; }
-    var j = 1;
-    for (; j <= need; j++) {
-      var c = i + j < n ? bytes[i + j] : -1;
-      if (j === 1 ? (c < lo || c > hi) : (c < 0x80 || c > 0xbf)) break;
-      code = (code << 6) | (c & 0x3f);
+      if (b === 0xf0) lower = 0x90;      // overlong
+      else if (b === 0xf4) upper = 0x8f; // above U+10FFFF
+    } else {
+      emit(0xfffd); i += 1; continue;    // 0x80-0xC1, 0xF5-0xFF never start a character
     }
-    if (j <= need) {
-      // WHATWG "maximal subpart": one U+FFFD for the bytes read so far, go on after them.
-      push(0xfffd);
-      i += j;
+    var seen = 1;
+    while (seen <= need) {
+      var c = i + seen < n ? bytes[i + seen] : -1;
+      var lo = seen === 1 ? lower : 0x80;
+      var hi = seen === 1 ? upper : 0xbf;
+      if (c < lo || c > hi) break;
+      code = (code << 6) | (c & 0x3f);
+      seen += 1;
+    }
+    if (seen <= need) {
+      // Truncated or broken sequence: one U+FFFD for the bytes consumed, then resume at
+      // the offending byte (it may start a character of its own).
+      emit(0xfffd);
+      i += seen;
       continue;
     }
-    push(code);
+    emit(code);
     i += need + 1;
   }
-  return out + String.fromCharCode.apply(null, chunk);
+  return out + String.fromCharCode.apply(null, units);
 }
 
-function decoderFor() {
-  // Checked at call time: devtools have TextDecoder, devices do not.
+/** The line decoder, chosen when a parser is created (so tests can remove TextDecoder). */
+function lineDecoder() {
   if (typeof TextDecoder !== 'undefined') {
-    // ignoreBOM: keep a U+FEFF inside the stream; only the stream's first BOM is dropped (below).
+    // ignoreBOM: a U+FEFF inside a line is content; only the stream's first BOM is dropped.
     var decoder = new TextDecoder('utf-8', { ignoreBOM: true });
     return function (bytes) { return decoder.decode(bytes); };
   }
   return decodeUtf8;
 }
 
+function isArrayBuffer(value) {
+  // instanceof fails across realms (the mini-program's native bridge, node's vm).
+  return value instanceof ArrayBuffer || Object.prototype.toString.call(value) === '[object ArrayBuffer]';
+}
+
+/** ArrayBuffer, typed array or DataView -> Uint8Array view (no copy). */
 function toBytes(chunk) {
   if (chunk instanceof Uint8Array) return chunk;
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  if (chunk && chunk.buffer instanceof ArrayBuffer) {
+  if (isArrayBuffer(chunk)) return new Uint8Array(chunk);
+  if (chunk && typeof chunk.byteLength === 'number' && chunk.buffer && isArrayBuffer(chunk.buffer)) {
     return new Uint8Array(chunk.buffer, chunk.byteOffset || 0, chunk.byteLength);
   }
   throw new TypeError('feed() takes an ArrayBuffer or a Uint8Array');
 }
 
+function concat(list) {
+  var total = 0;
+  for (var i = 0; i < list.length; i++) total += list[i].length;
+  var out = new Uint8Array(total);
+  var at = 0;
+  for (var j = 0; j < list.length; j++) { out.set(list[j], at); at += list[j].length; }
+  return out;
+}
+
+function startsWith(bytes, prefix) {
+  if (bytes.length < prefix.length) return false;
+  for (var k = 0; k < prefix.length; k++) if (bytes[k] !== prefix[k]) return false;
+  return true;
+}
+
+var BOM = [0xef, 0xbb, 0xbf];
+var FIELD_DATA = [0x64, 0x61, 0x74, 0x61];           // "data"
+var FIELD_EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74];    // "event"
+var FIELD_ID = [0x69, 0x64];                         // "id"
+var FIELD_RETRY = [0x72, 0x65, 0x74, 0x72, 0x79];    // "retry"
+
 /**
- * createParser({ onEvent, onRetry }) -> { feed(chunk), end(), lastEventId() }
- * onEvent({ event, data, id }) for each dispatched event.
+ * createParser({ onEvent, onRetry? }) -> { feed(chunk), end(), lastEventId() }
+ *
+ * onEvent({ event, data, id }) for every dispatched event: `event` defaults to
+ * "message", `id` is the last event id in effect. onRetry(ms) for each valid `retry:`.
+ * An exception thrown by a callback is rethrown by feed() once the whole chunk has
+ * been parsed, so the parser stays consistent (no line is parsed twice or lost).
  */
 function createParser(options) {
   var onEvent = options && options.onEvent;
   var onRetry = options && options.onRetry;
-  if (typeof onEvent !== 'function') throw new TypeError('onEvent is required');
-  var decode = decoderFor();
-  var pending = new Uint8Array(0);   // bytes of an unfinished line
-  var skipLF = false;                // the last chunk ended with CR: a leading LF belongs to it
-  var atStart = true;                // a BOM may only stand at the very start
+  if (typeof onEvent !== 'function') throw new TypeError('createParser: onEvent is required');
+  var decode = lineDecoder();
+
+  var parts = [];       // pieces of the unfinished last line (never contain CR or LF)
+  var head = null;      // the first bytes, while they may still be a BOM
+  var afterCR = false;  // the previous chunk ended with CR: an LF first in the next one is part of it
+  var atStart = true;   // no byte after a (possible) BOM seen yet
   var eventType = '';
-  var data = [];
-  var hasData = false;
+  var dataLines = [];
   var lastId = '';
 
   function dispatch() {
-    if (hasData) {
-      onEvent({ event: eventType || 'message', data: data.join('\n'), id: lastId });
-    }
+    var event = dataLines.length ? { event: eventType || 'message', data: dataLines.join('\n'), id: lastId } : null;
     eventType = '';
-    data = [];
-    hasData = false;
+    dataLines = [];
+    if (event) onEvent(event); // state reset first: a throwing callback cannot leave stale data
   }
 
-  function line(text) {
-    if (text === '') { dispatch(); return; }
-    if (text.charCodeAt(0) === 58) return; // ':' comment
-    var colon = text.indexOf(':');
-    var name = colon === -1 ? text : text.slice(0, colon);
-    var value = colon === -1 ? '' : text.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (name === 'data') { data.push(value); hasData = true; }
-    else if (name === 'event') { eventType = value; }
-    else if (name === 'id') { if (value.indexOf('\0') === -1) lastId = value; }
-    else if (name === 'retry') { if (/^\d+$/.test(value) && onRetry) onRetry(parseInt(value, 10)); }
+  // Field names are compared as bytes; only values are decoded.
+  function processLine(line) {
+    var n = line.length;
+    if (n === 0) { dispatch(); return; }
+    if (line[0] === COLON) return; // a comment
+    var colon = 0;
+    while (colon < n && line[colon] !== COLON) colon += 1;
+    var from = colon < n ? colon + 1 : n;
+    if (from < n && line[from] === SPACE) from += 1; // one space after the colon
+    var value = decode(line.subarray(from, n));
+
+    if (colon === 4 && startsWith(line, FIELD_DATA)) {
+      dataLines.push(value);
+    } else if (colon === 5 && startsWith(line, FIELD_EVENT)) {
+      eventType = value;
+    } else if (colon === 2 && startsWith(line, FIELD_ID)) {
+      if (value.indexOf('\u0000') === -1) lastId = value;
+    } else if (colon === 5 && startsWith(line, FIELD_RETRY)) {
+      if (/^[0-9]+$/.test(value) && onRetry) onRetry(parseInt(value, 10));
+    }
+    // any other field is ignored
   }
 
   function feed(chunk) {
     var bytes = toBytes(chunk);
     if (!bytes.length) return;
-    if (pending.length) {
-      var joined = new Uint8Array(pending.length + bytes.length);
-      joined.set(pending, 0);
-      joined.set(bytes, pending.length);
-      bytes = joined;
-    }
-    var start = 0;
-    if (skipLF && bytes[0] === LF && !pending.length) start = 1;
-    skipLF = false;
-    if (atStart && bytes.length - start >= 3) {
-      if (bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
+    if (atStart) {
+      // Drop one BOM at the very start, once three bytes tell whether there is one.
+      if (head) {
+        var merged = new Uint8Array(head.length + bytes.length);
+        merged.set(head, 0);
+        merged.set(bytes, head.length);
+        bytes = merged;
+        head = null;
+      }
+      var k = 0;
+      while (k < 3 && k < bytes.length && bytes[k] === BOM[k]) k += 1;
+      if (k < 3 && k === bytes.length) { head = bytes.slice(0); return; }
       atStart = false;
-    } else if (atStart && bytes.length - start > 0 && bytes[start] !== 0xef) {
-      atStart = false;
+      if (k === 3) bytes = bytes.subarray(3);
+      if (!bytes.length) return;
     }
-    if (atStart) { pending = bytes.slice(start); return; } // fewer than 3 bytes that may be a BOM
-    var lineStart = start;
-    for (var i = start; i < bytes.length; i++) {
+    var lineStart = 0;
+    if (afterCR) {
+      afterCR = false;
+      if (bytes[0] === LF) lineStart = 1;
+    }
+    var thrown = null;
+    for (var i = lineStart; i < bytes.length; i++) {
       var b = bytes[i];
-      if (b === LF || b === CR) {
-        line(decode(bytes.subarray(lineStart, i)));
-        if (b === CR) {
-          if (i + 1 < bytes.length) {
-            if (bytes[i + 1] === LF) i += 1;
-          } else {
-            skipLF = true;
-          }
-        }
-        lineStart = i + 1;
+      if (b !== LF && b !== CR) continue;
+      var line = bytes.subarray(lineStart, i);
+      if (parts.length) {
+        parts.push(line);
+        line = concat(parts);
+        parts = [];
+      }
+      if (b === CR) {
+        if (i + 1 < bytes.length) { if (bytes[i + 1] === LF) i += 1; }
+        else afterCR = true;
+      }
+      lineStart = i + 1;
+      try {
+        processLine(line);
+      } catch (e) {
+        if (!thrown) thrown = { error: e }; // finish the chunk first, so no line is parsed twice or lost
       }
     }
-    pending = bytes.slice(lineStart);
+    // Copied: the runtime may reuse the chunk's buffer.
+    if (lineStart < bytes.length) parts.push(bytes.slice(lineStart));
+    if (thrown) throw thrown.error;
   }
 
+  /** The stream ended: an event without its terminating blank line is discarded. */
   function end() {
-    // The spec discards an event that was never terminated by a blank line.
-    pending = new Uint8Array(0);
+    parts = [];
+    head = null;
+    afterCR = false;
     eventType = '';
-    data = [];
-    hasData = false;
+    dataLines = [];
   }
 
   return { feed: feed, end: end, lastEventId: function () { return lastId; } };

@@ -1,0 +1,169 @@
+'use strict';
+// The sample page (example/), run in a vm with fake App / Page / getApp / wx: it streams a
+// recorded answer with throttled setData, stops, rates, lists conversations; and every
+// handler its WXML binds exists.
+const { afterEach, test } = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const vm = require('node:vm');
+const { createClock, createFakeWx, loadFixture, replyFrom } = require('./helpers.js');
+
+const EXAMPLE = path.join(__dirname, '..', 'example');
+const KIT = path.join(__dirname, '..', 'chatrelay.js');
+const BASE = 'https://chat.example.com';
+
+/** Apply a setData patch with mini-program path keys ("turns[2].answer"). */
+function applyPatch(data, patch) {
+  for (const [key, value] of Object.entries(patch)) {
+    const parts = key.match(/[^.[\]]+/g);
+    let target = data;
+    for (const part of parts.slice(0, -1)) {
+      if (target[part] === undefined) target[part] = {};
+      target = target[part];
+    }
+    target[parts[parts.length - 1]] = value;
+  }
+}
+
+function load(file, globals) {
+  const source = fs.readFileSync(path.join(EXAMPLE, file), 'utf8');
+  const requireKit = (name) => {
+    assert.match(name, /utils\/chatrelay\.js$/);
+    return require(KIT);
+  };
+  vm.runInNewContext(source, { ...globals, require: requireKit, console }, { filename: file });
+}
+
+/** The app and page of the example, on a fake wx; returns the page instance and its observers. */
+async function startPage(route) {
+  const clock = createClock();
+  const wx = createFakeWx(route);
+  wx.showToast = (o) => toasts.push(o.title);
+  const toasts = [];
+  globalThis.wx = wx; // as in a mini-program, where every module sees the global wx
+  let appDef = null;
+  let pageDef = null;
+  const globals = {
+    wx, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout,
+    Date: { now: () => clock.now }, // throttling follows the fake clock
+    App: (def) => { appDef = def; }, Page: (def) => { pageDef = def; }, getApp: () => appDef,
+  };
+  load('app.js', globals);
+  load('pages/chat/chat.js', globals);
+  const setDataCalls = [];
+  const page = Object.assign(Object.create(pageDef), {
+    data: JSON.parse(JSON.stringify(pageDef.data)),
+    setData(patch) { setDataCalls.push(patch); applyPatch(this.data, patch); },
+  });
+  page.onLoad();
+  await page.ready;
+  await wx.idle();
+  return { page, wx, clock, setDataCalls, toasts, appDef, pageDef };
+}
+
+function router(fixture, extra = {}) {
+  return (request) => {
+    const url = request.url.slice(BASE.length);
+    if (url === '/v1/auth/dev') return json(200, { token: 'dev-token', tokenType: 'Bearer', expiresIn: 3600 });
+    if (url.startsWith('/v1/conversations?')) {
+      return json(200, { items: [{ conversationId: 'c1', title: '你好', turnCount: 1 }], nextCursor: null });
+    }
+    if (url === '/v1/chat/stream') return extra.stream ? extra.stream(request) : replyFrom(fixture);
+    if (/\/feedback$/.test(url)) return json(200, { messageId: 'm', useful: request.data.useful });
+    if (/\/stop$/.test(url)) return json(202, { status: 'stopped', stopRequested: true });
+    if (/\/messages(\?|$)/.test(url)) {
+      return json(200, { items: [{ messageId: 'old', question: 'q0', answer: 'a0', status: 'complete', useful: 1 }] });
+    }
+    throw new Error(`unexpected ${request.method} ${url}`);
+  };
+}
+
+afterEach(() => { delete globalThis.wx; });
+
+const json = (status, body) => ({ status, headers: {}, body: JSON.stringify(body), end: 'success', bodyAs: 'object' });
+
+test('the page streams an answer with throttled setData, then rates it', async () => {
+  const fixture = loadFixture('answer');
+  const { page, wx, setDataCalls } = await startPage(router(fixture));
+  assert.equal(wx.calls[0].url, `${BASE}/v1/auth/dev`, 'the demo fetches a dev token first');
+  assert.equal(page.data.conversations.length, 1);
+
+  page.onInput({ detail: { value: '你好 😀' } });
+  page.send();
+  assert.equal(page.data.streaming, true);
+  await wx.idle();
+
+  const post = wx.calls.find((c) => c.url.endsWith('/v1/chat/stream'));
+  assert.equal(post.header.Authorization, 'Bearer dev-token');
+  assert.deepEqual(post.data, { prompt: '你好 😀' });
+  const [turn] = page.data.turns;
+  assert.equal(turn.answer, fixture.expectedText);
+  assert.equal(turn.status, 'complete');
+  assert.equal(turn.messageId, fixture.headers['x-message-id']);
+  assert.equal(page.data.streaming, false);
+  const answerRenders = setDataCalls.filter((p) => 'turns[0].answer' in p).length;
+  assert.ok(answerRenders <= 3, `setData is throttled (${answerRenders} renders for 40 deltas)`);
+
+  page.rate({ currentTarget: { dataset: { index: 0, value: 1 } } });
+  await wx.idle();
+  const feedback = wx.calls.find((c) => c.url.endsWith('/feedback'));
+  assert.equal(feedback.method, 'PUT');
+  assert.deepEqual(feedback.data, { useful: 1 });
+  assert.equal(page.data.turns[0].useful, 1);
+});
+
+test('the stop button stops the answer and tells the server', async () => {
+  const fixture = loadFixture('answer');
+  const silent = () => ({ ...replyFrom(fixture), pieces: replyFrom(fixture).pieces.slice(0, 6), end: 'silent' });
+  const { page, wx, clock, setDataCalls } = await startPage(router(fixture, { stream: silent }));
+  page.onInput({ detail: { value: 'q' } });
+  page.send();
+  await wx.idle();
+  clock.tick(50); // the throttled render of the last delta
+  const shown = page.data.turns[0].answer;
+  assert.ok(shown.length > 0);
+  assert.ok(setDataCalls.some((p) => 'turns[0].answer' in p));
+  page.stop();
+  await wx.idle();
+  assert.ok(wx.calls.some((c) => c.url === `${BASE}/v1/messages/${fixture.headers['x-message-id']}/stop`));
+  assert.equal(page.data.turns[0].status, 'stopped');
+  assert.equal(page.data.turns[0].answer, shown);
+  assert.equal(page.data.streaming, false);
+});
+
+test('an error is shown and the partial answer kept', async () => {
+  const fixture = loadFixture('upstream_cut');
+  const { page, wx, toasts } = await startPage(router(fixture));
+  page.onInput({ detail: { value: 'q' } });
+  page.send();
+  await wx.idle();
+  assert.equal(page.data.turns[0].status, 'failed');
+  assert.equal(page.data.turns[0].answer, fixture.expectedText);
+  assert.equal(toasts.length, 1);
+});
+
+test('the conversation list opens a conversation', async () => {
+  const { page, wx } = await startPage(router(loadFixture('answer')));
+  page.toggleList();
+  assert.equal(page.data.showList, true);
+  page.openConversation({ currentTarget: { dataset: { id: 'c1' } } });
+  await wx.idle();
+  assert.ok(wx.calls.some((c) => c.url === `${BASE}/v1/conversations/c1/messages?limit=50`));
+  assert.deepEqual(page.data.turns.map((t) => [t.answer, t.useful]), [['a0', 1]]);
+  assert.equal(page.data.showList, false);
+});
+
+test('every handler bound in the WXML exists, and answers carry the AI label', async () => {
+  const { pageDef } = await startPage(router(loadFixture('answer')));
+  const wxml = fs.readFileSync(path.join(EXAMPLE, 'pages/chat/chat.wxml'), 'utf8');
+  const handlers = [...wxml.matchAll(/\b(?:bind|catch)\w+="(\w+)"/g)].map((m) => m[1]);
+  assert.ok(handlers.length >= 8);
+  for (const name of handlers) assert.equal(typeof pageDef[name], 'function', `handler ${name}`);
+  assert.match(wxml, /AI 生成/);
+  for (const file of ['app.json', 'sitemap.json', 'pages/chat/chat.json']) {
+    JSON.parse(fs.readFileSync(path.join(EXAMPLE, file), 'utf8'));
+  }
+  const app = JSON.parse(fs.readFileSync(path.join(EXAMPLE, 'app.json'), 'utf8'));
+  for (const page of app.pages) assert.ok(fs.existsSync(path.join(EXAMPLE, `${page}.js`)));
+});
