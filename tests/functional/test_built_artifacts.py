@@ -145,8 +145,11 @@ def test_every_event_through_the_built_api_handler(dynamodb, mock_llm, app_serve
     # GIVEN a user with one stored turn (made through the source app; same table and secret)
     token = login(app_server.url, user)
     meta = stream_chat(app_server.url, token, {"prompt": "for events [mock tokens=3]"}).meta
+    # and a second conversation, which only DELETE /v1/me/data removes (the listing below ran before it)
+    other = stream_chat(app_server.url, token, {"prompt": "another one [mock tokens=2]"}).meta
     expected = json.loads((ROOT / "events" / "expected.json").read_text())
-    names = sorted(expected, key=lambda n: n == "delete_conversation")  # the delete goes last
+    # The deletions go last: the conversation, then everything of the user's.
+    names = sorted(expected, key=lambda n: {"delete_conversation": 1, "delete_my_data": 2}.get(n, 0))
     events = []
     for name in names:
         text = (ROOT / "events" / f"{name}.json").read_text()
@@ -177,7 +180,11 @@ def test_every_event_through_the_built_api_handler(dynamodb, mock_llm, app_serve
     assert turn["messageId"] == meta["messageId"] and turn["answer"] == answer_text(3)
     assert json.loads(by_name["feedback"]["body"])["useful"] == 1
     listed = json.loads(by_name["list_conversations"]["body"])["items"]
-    assert [c["conversationId"] for c in listed] == [meta["conversationId"]]
+    assert {c["conversationId"] for c in listed} == {meta["conversationId"], other["conversationId"]}
+    # DELETE /v1/me/data through the built handler erased the rest of the user's data.
+    with httpx.Client(base_url=app_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
+        assert api.get(f"/v1/messages/{other['messageId']}").status_code == 404
+        assert api.get("/v1/conversations").json()["items"] == []
 
 
 @pytest.fixture

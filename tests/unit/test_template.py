@@ -13,7 +13,7 @@ from chatrelay.local.table import load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]
-STORE = Path(__file__).resolve().parents[2] / "layers" / "chatrelay" / "chatrelay" / "store" / "dynamodb.py"
+PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "chatrelay" / "chatrelay"
 
 
 def _props(name: str) -> dict:
@@ -88,18 +88,72 @@ def test_no_wildcard_resources_in_our_iam_statements():
     assert TEMPLATE["Globals"]["Function"]["Tracing"] == {"Ref": "Tracing"}  # SAM drops the policy for Disabled
 
 
-def test_the_functions_may_do_every_dynamodb_call_the_store_makes():
-    granted = {
-        action
-        for name in ("StreamFunction", "ApiFunction")
-        for statement in _statements(name)
-        for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
-        if isinstance(action, str) and action.startswith("dynamodb:")
-    }
-    calls = set(re.findall(r"_client\.(\w+)", STORE.read_text()))
+def _dynamodb_calls() -> dict[str, set[str]]:
+    """Every boto3 DynamoDB client call in the package (``self._client.<call>``), by module."""
+    found = {}
+    for module in PACKAGE.rglob("*.py"):
+        text = module.read_text()
+        if module.parent.name in ("mockllm", "local") or "dynamodb" not in text.lower():
+            continue  # development tools, or modules whose _client is an HTTP client
+        calls = set(re.findall(r"_client\.(\w+)", text))
+        if calls:
+            found[str(module.relative_to(PACKAGE))] = calls
+    return found
+
+
+def test_each_function_may_do_every_dynamodb_call_the_app_makes():
+    """Both functions run the whole app (the Function URL reaches every route): each needs every call."""
+    calls = set().union(*_dynamodb_calls().values())
+    assert {"store/dynamodb.py", "quotas/store.py"} <= set(_dynamodb_calls())  # the scan sees the modules
     calls.discard("transact_write_items")  # authorised per item: PutItem / UpdateItem / ConditionCheckItem
     needed = {"dynamodb:" + "".join(part.title() for part in call.split("_")) for call in calls}
-    assert needed <= granted
+    needed |= {"dynamodb:PutItem", "dynamodb:ConditionCheckItem"}  # the transaction's items
+    for name in ("StreamFunction", "ApiFunction"):
+        granted = {
+            action
+            for statement in _statements(name)
+            for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])
+            if isinstance(action, str) and action.startswith("dynamodb:")
+        }
+        assert needed <= granted, (name, needed - granted)
+        assert not {"dynamodb:Scan", "dynamodb:DeleteTable", "dynamodb:*"} & granted
+
+
+def test_every_environment_variable_the_template_sets_is_a_setting_or_a_platform_variable():
+    from chatrelay.settings import Settings
+
+    known = set()
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        known |= {choice for choice in getattr(alias, "choices", [alias]) if isinstance(choice, str)}
+    platform = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT",
+                "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL",
+                "POWERTOOLS_TRACE_DISABLED", "CHATRELAY_SERVE_H5"}
+    sets = dict(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    for name in ("StreamFunction", "ApiFunction"):
+        sets.update(_props(name).get("Environment", {}).get("Variables", {}))
+    unknown = set(sets) - known - platform
+    assert not unknown, f"not a setting name: {sorted(unknown)}"
+    for name in ("CHATRELAY_WECHAT_APP_ID", "CHATRELAY_WECHAT_APP_SECRET_NAME", "CHATRELAY_CONTENT_SAFETY",
+                 "CHATRELAY_RATE_LIMIT_PER_MINUTE", "CHATRELAY_TOKEN_QUOTA_PER_DAY",
+                 "CHATRELAY_MAX_CONCURRENT_STREAMS", "CHATRELAY_PROVIDERS_FILE"):
+        assert name in sets, name
+
+
+def test_the_wechat_app_secret_is_passed_by_name_and_readable_by_both_functions():
+    env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert "CHATRELAY_WECHAT_APP_SECRET" not in env
+    assert env["CHATRELAY_WECHAT_APP_SECRET_NAME"]["Fn::If"][1] == {"Fn::Sub": "${SecretStore}:${WeChatAppSecretName}"}
+    for name in ("StreamFunction", "ApiFunction"):
+        [reads] = [s for s in _statements(name) if s.get("Sid") == "ReadSecretsByName"]
+        assert "WeChatAppSecretName" in str(reads["Resource"]), name
+
+
+def test_bedrock_access_only_for_the_configured_model_and_only_on_the_streaming_function():
+    [bedrock] = [s for s in _statements("StreamFunction") if s.get("Sid") == "BedrockConverseStream"]
+    assert bedrock["Action"] == "bedrock:InvokeModelWithResponseStream"
+    assert bedrock["Resource"]["Fn::Sub"].endswith(":foundation-model/${BedrockModelId}")
+    assert "bedrock" not in str(_statements("ApiFunction"))
 
 
 def test_secrets_are_passed_by_name_only():
