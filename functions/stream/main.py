@@ -1,5 +1,5 @@
 """Streaming function: uvicorn serves the app behind Lambda Web Adapter (see run.sh)."""
 
-from chatrelay.api.app import create_app
+from chatrelay.api.app import create_entry_app
 
-app = create_app()
+app = create_entry_app()

@@ -66,3 +66,14 @@ def test_a_preset_that_rejects_stream_options_does_not_get_them(app, token, mock
 def test_configured_and_environment_presets_are_listed(app, token):
     models = httpx.get(f"{app.url}/v1/models", headers={"Authorization": f"Bearer {token}"}).json()["models"]
     assert {"deepseek", "zhipu", "mock", "default"} <= set(models)
+
+
+def test_consecutive_turns_reuse_one_upstream_connection(app, token, mock_llm):
+    """The body is read to its end after [DONE], so httpx pools the connection: no new TCP (and,
+    with a real vendor, TLS) handshake before the next turn's first token."""
+    markers = [uuid.uuid4().hex for _ in range(3)]
+    for marker in markers:
+        result = stream_chat(app.url, token, {"prompt": f"{marker} [mock tokens=3]", "model": "zhipu"})
+        assert result.done["finishReason"] == "stop"
+    clients = [fake_requests(mock_llm.url, marker)[0]["client"] for marker in markers]
+    assert clients[0] and len(set(clients)) == 1, clients

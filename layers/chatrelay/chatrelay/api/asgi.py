@@ -1,5 +1,5 @@
 """``chatrelay.api.asgi:app``: the app built from the environment, for uvicorn."""
 
-from chatrelay.api.app import create_app
+from chatrelay.api.app import create_entry_app
 
-app = create_app()
+app = create_entry_app()

@@ -164,7 +164,9 @@ class MockLLM:
         last_user = next((m.get("content", "") for m in reversed(messages) if m.get("role") == "user"), "")
         config = self.config.with_directive(str(last_user))
         completion_id = f"chatcmpl-mock{next(self._ids)}"
-        record: dict[str, Any] = {"id": completion_id, "body": body, "config": asdict(config), "outcome": "open"}
+        client = f"{request.client.host}:{request.client.port}" if request.client else None
+        record: dict[str, Any] = {"id": completion_id, "body": body, "config": asdict(config), "outcome": "open",
+                                  "client": client}  # the caller's address: tells a reused connection
         self.requests.append(record)
 
         if config.fault == "http_429":

@@ -13,6 +13,8 @@ that reject ``stream_options`` (the Zhipu preset).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -102,9 +104,11 @@ class OpenAICompatProvider:
             yield _delta_from_completion(body)
             return
         finished = False
-        async for message in iter_sse(response.aiter_lines()):
+        messages = iter_sse(response.aiter_lines())
+        async for message in messages:
             data = message.data.strip()
             if data == "[DONE]":
+                await _drain(messages)
                 return
             if not data:
                 continue
@@ -122,6 +126,19 @@ class OpenAICompatProvider:
                 yield delta
         if not finished:
             raise errors.UpstreamDisconnected(f"{self.name}: stream ended before the answer finished")
+
+
+_DRAIN_SECONDS = 0.5
+
+
+async def _drain(rest: AsyncIterator[Any]) -> None:
+    """Read the body to its end after ``[DONE]`` (normally just the closing chunk), so httpx
+    returns the connection to its pool and the next turn skips the TCP and TLS handshakes.
+    A vendor that keeps the body open is not waited for long: the connection is dropped then."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in rest:
+                pass
 
 
 def _delta_from_chunk(chunk: dict[str, Any]) -> ChatDelta:
