@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -27,6 +28,7 @@ _WITH_CAPACITY = ("PutItem", "UpdateItem", "GetItem", "Query", "TransactWriteIte
 class CapacityMeter:
     def __init__(self, client: Any) -> None:
         self.write = self.read = 0.0
+        self.calls: dict[str, int] = {}
         self._lock = threading.Lock()
         client.meta.events.register("provide-client-params.dynamodb.*", self._ask)
         client.meta.events.register("after-call.dynamodb.*", self._count)
@@ -41,17 +43,21 @@ class CapacityMeter:
         items = consumed if isinstance(consumed, list) else [consumed] if consumed else []
         units = sum(item.get("CapacityUnits", 0) or 0 for item in items)
         with self._lock:
+            self.calls[model.name] = self.calls.get(model.name, 0) + 1
             if model.name in _WRITES:
                 self.write += units
             else:
                 self.read += units
 
-    def snapshot(self) -> tuple[float, float]:
+    def snapshot(self) -> tuple[float, float, dict[str, int]]:
         with self._lock:
-            return self.write, self.read
+            return self.write, self.read, dict(self.calls)
 
 
-def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkpoint: float) -> dict[str, dict[str, float]]:
+def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkpoint: float,
+                  long_tokens: int = 2000) -> dict[str, dict[str, Any]]:
+    """WCU and RCU of a short (10 tokens) and a long answer (``long_tokens`` at 200 tokens/s),
+    with the production checkpoint and stop-poll intervals, and the calls that consumed them."""
     client = dynamodb_local.local_client(endpoint)
     meter = CapacityMeter(client)
     settings = Settings(chat_table=table, dynamodb_endpoint_url=endpoint, token_secret=secret, dev_auth=True,
@@ -64,20 +70,23 @@ def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkp
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
-    while not server.started:
-        pass
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
     base = f"http://127.0.0.1:{port}"
     token = httpx.post(f"{base}/v1/auth/dev", json={"userId": "bench-capacity"}).json()["token"]
     results = {}
+    long_label = f"long answer ({long_tokens:,} tokens, ~{long_tokens * 0.005:.0f} s)"
     for label, directive in (("short answer (10 tokens)", "tokens=10 interval=0.01"),
-                             ("long answer (2,000 tokens, ~10 s)", "tokens=2000 interval=0.005")):
+                             (long_label, f"tokens={long_tokens} interval=0.005")):
         before = meter.snapshot()
         with httpx.stream("POST", f"{base}/v1/chat/stream", json={"prompt": f"cap [mock {directive} ttft=0]"},
                           headers={"Authorization": f"Bearer {token}"}, timeout=60) as response:
             for _ in response.iter_raw():
                 pass
         after = meter.snapshot()
-        results[label] = {"write": after[0] - before[0], "read": after[1] - before[1]}
+        calls = {k: v - before[2].get(k, 0) for k, v in after[2].items() if v - before[2].get(k, 0)}
+        results[label] = {"write": after[0] - before[0], "read": after[1] - before[1], "calls": calls}
     server.should_exit = True
     thread.join(timeout=10)
     return results

@@ -1,12 +1,15 @@
 """chatrelay benchmarks: every figure against a baseline measured in the same run.
 
     python bench/run.py            # full run: bench/results/report.md + PNG plots (< 10 min)
-    python bench/run.py --quick    # one line per figure (< 60 s), what CI runs
+    python bench/run.py --quick    # small samples, one line per figure (< 60 s), what CI runs
 
-The app (uvicorn, one worker, pinned to CPU 0), the fake upstream and the load
-generator (pinned to CPU 1) run as separate processes against DynamoDB Local. Absolute
-times drift on this shared 2-core machine, so each figure is a difference or a ratio
-against a baseline taken in the same run, with relay and baseline requests interleaved.
+The app (uvicorn, one worker) is pinned to CPU 0; the fake upstream, DynamoDB Local and
+this load generator are pinned to CPU 1. Absolute times drift on a shared 2-core
+machine, so each figure is a difference or a ratio against a baseline taken in the same
+run, relay and baseline interleaved. Delivery delays come from send stamps: the fake
+upstream (``[mock stamp=1]``) writes ``time.monotonic_ns()`` into each content chunk,
+and the client subtracts it from the chunk's arrival time (CLOCK_MONOTONIC is
+system-wide), on the direct path and through the relay alike.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import shutil
@@ -22,33 +26,92 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
-import httpx
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+# The in-process app of the capacity figure: quiet (the subprocesses get APP_SETTINGS instead).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
-from chatrelay.auth.tokens import TokenService  # noqa: E402
-from chatrelay.local import dynamodb_local  # noqa: E402
-from chatrelay.local.table import ensure_table  # noqa: E402
+import coldstart
+import loadgen
+import profiling
+from chatrelay.auth.tokens import TokenService
+from chatrelay.local import dynamodb_local
+from chatrelay.local.table import ensure_table
 
-RESULTS = ROOT / "bench" / "results"
+RESULTS = BENCH / "results"
 TABLE = "chatrelay-bench"
 SECRET = "bench-secret-" + "x" * 40
 PY = sys.executable
+APP_CPU, LOAD_CPU = 0, 1
+INTERVAL = 0.05  # 20 tokens/s per stream in the concurrency figure
 
+# The app's environment: production defaults for everything that runs per token or per
+# second (checkpoints, stop polls, logs and metrics on, as template.yaml sets them).
+APP_SETTINGS = {
+    "CHATRELAY_CHECKPOINT_INTERVAL": "1.0",
+    "CHATRELAY_STOP_POLL_INTERVAL": "1.0",
+    "CHATRELAY_HEARTBEAT_INTERVAL": "10.0",
+    "CHATRELAY_STORAGE_THREADS": "64",
+    "CHATRELAY_FINISH_ON_DISCONNECT": "1",
+    "CHATRELAY_PING_INTERVAL": "15",
+    "CHATRELAY_SERVE_H5": "false",
+    "POWERTOOLS_SERVICE_NAME": "chatrelay",
+    "POWERTOOLS_METRICS_NAMESPACE": "ChatRelay",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "false",
+}
+# run.sh's flags (functions/stream/run.sh), plus the module path.
+UVICORN_FLAGS = ["--host", "127.0.0.1", "--no-access-log"]
+
+
+# ---- small helpers -----------------------------------------------------------------------
 
 def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))]
 
 
-def ms(seconds: float) -> float:
-    return seconds * 1000.0
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """utime + stime of a process (all its threads, live and ended) or of one thread."""
+    path = f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat"
+    try:
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm_mb(pid: int, key: str) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def pin_all_threads(pid: int, cpu: int) -> None:
+    """Pin every thread of a running process (Java starts many) to one CPU."""
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            os.sched_setaffinity(int(tid), {cpu})
+    except OSError:
+        pass
+
+
+def fmt_ms(value: float, digits: int = 1) -> str:
+    return "n/a" if value != value else f"{value:.{digits}f} ms"
 
 
 @dataclass
@@ -58,415 +121,749 @@ class Figure:
     value: str
     baseline: str
     met: bool | None
-    note: str = ""
+    notes: list[str] = field(default_factory=list)
 
+    def line(self) -> str:
+        mark = {True: "met", False: "MISSED", None: "-"}[self.met]
+        return f"{self.name}: {self.value} | baseline: {self.baseline} | goal: {self.goal} [{mark}]"
+
+
+# ---- the stack: DynamoDB Local, the fake upstream, the app (twice) ------------------------
 
 @dataclass
 class Stack:
     ddb: dynamodb_local.DynamoDBLocal
-    mock_url: str
-    app_url: str
-    app_pid: int
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    mock: subprocess.Popen
+    mock_port: int
+    apps: dict[str, tuple[subprocess.Popen, int]]
+    """name -> (process, port): ``app`` (measured) and ``h11`` (asyncio + h11)."""
+    logs: Path
+
+    @property
+    def app(self) -> subprocess.Popen:
+        return self.apps["app"][0]
+
+    @property
+    def app_port(self) -> int:
+        return self.apps["app"][1]
+
+    def pids(self, app: str = "app") -> dict[str, int]:
+        return {"app": self.apps[app][0].pid, "mock": self.mock.pid, "dynamodb": self.ddb.process.pid,
+                "bench": os.getpid()}
+
+    def gc_pauses(self, app: str, window: tuple[int, int]) -> list[float]:
+        """Wall ms of the app's full collections inside ``window`` (monotonic ns)."""
+        path = self.logs / f"gc-{app}.log"
+        pauses = []
+        for line in path.read_text().splitlines() if path.is_file() else []:
+            at, wall, _cpu = line.split()
+            if window[0] <= int(at) <= window[1]:
+                pauses.append(float(wall))
+        return pauses
 
     def stop(self) -> None:
-        for process in self.processes:
+        processes = [p for p, _ in self.apps.values()] + [self.mock]
+        for process in processes:
             process.terminate()
+        for process in processes:
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
         self.ddb.stop()
 
 
-def _spawn(args: list[str], env: dict[str, str] | None = None, cpu: int | None = None) -> subprocess.Popen:
-    log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115
+def spawn(name: str, args: list[str], logs: Path, env: dict[str, str] | None = None,
+          cpu: int | None = None) -> subprocess.Popen:
+    # Output to a file, never an unread pipe (a full pipe blocks the server's event loop).
+    log = (logs / f"{name}.log").open("w")
     if cpu is not None and shutil.which("taskset"):
         args = ["taskset", "-c", str(cpu), *args]
     return subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
 
 
-def _wait(url: str, timeout: float = 30) -> float:
-    started = time.perf_counter()
-    while time.perf_counter() - started < timeout:
+def wait_http(port: int, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
-            httpx.get(url, timeout=0.5)
-            return time.perf_counter() - started
-        except httpx.HTTPError:
-            time.sleep(0.005)
-    raise TimeoutError(url)
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if sock.recv(16).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing answers on port {port}")
 
 
-def start_stack() -> Stack:
-    ddb = dynamodb_local.start()
-    ensure_table(dynamodb_local.local_client(ddb.endpoint), TABLE)
-    mock_port, app_port = dynamodb_local.free_port(), dynamodb_local.free_port()
-    mock = _spawn([PY, "-m", "chatrelay.mockllm", "--port", str(mock_port)], cpu=1)
-    app_env = {
-        "CHAT_TABLE": TABLE, "DYNAMODB_ENDPOINT_URL": ddb.endpoint, "CHATRELAY_TOKEN_SECRET": SECRET,
+def app_env(ddb: str, mock_port: int) -> dict[str, str]:
+    return {
+        "CHAT_TABLE": TABLE, "DYNAMODB_ENDPOINT_URL": ddb, "CHATRELAY_TOKEN_SECRET": SECRET,
         "MOCK_LLM_BASE_URL": f"http://127.0.0.1:{mock_port}/v1", "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
-        "POWERTOOLS_LOG_LEVEL": "ERROR", "CHATRELAY_SERVE_H5": "false",
+        "AWS_SECRET_ACCESS_KEY": "local", "AWS_REGION": "us-east-1", **APP_SETTINGS,
     }
-    app = _spawn([PY, "-m", "uvicorn", "chatrelay.api.asgi:app", "--port", str(app_port), "--no-access-log",
-                  "--log-level", "warning", "--limit-concurrency", "5000", "--backlog", "4096"], app_env, cpu=0)
-    stack = Stack(ddb, f"http://127.0.0.1:{mock_port}", f"http://127.0.0.1:{app_port}", app.pid, [app, mock])
-    _wait(f"{stack.mock_url}/healthz")
-    _wait(f"{stack.app_url}/healthz")
+
+
+# App instances (bench/app_launcher.py): the measured one, and the Lambda layer's loop/parser.
+APP_VARIANTS = {
+    "app": ({}, []),
+    "h11": ({}, ["--loop", "asyncio", "--http", "h11"]),
+}
+
+
+def start_stack(logs: Path, variants: tuple[str, ...]) -> Stack:
+    ddb = dynamodb_local.start()
+    pin_all_threads(ddb.process.pid, LOAD_CPU)
+    ensure_table(dynamodb_local.local_client(ddb.endpoint), TABLE)
+    mock_port = dynamodb_local.free_port()
+    mock = spawn("mock", [PY, "-m", "chatrelay.mockllm", "--port", str(mock_port)], logs, cpu=LOAD_CPU)
+    apps = {}
+    for name in variants:
+        extra_env, flags = APP_VARIANTS[name]
+        port = dynamodb_local.free_port()
+        env = {**app_env(ddb.endpoint, mock_port), "BENCH_GC_LOG": str(logs / f"gc-{name}.log"), **extra_env}
+        apps[name] = (spawn(name, [PY, str(BENCH / "app_launcher.py"), "chatrelay.api.asgi:app", "--port", str(port),
+                                   *UVICORN_FLAGS, *flags], logs, env, cpu=APP_CPU), port)
+    stack = Stack(ddb, mock, mock_port, apps, logs)
+    try:
+        for port in (mock_port, *(port for _, port in apps.values())):
+            wait_http(port)
+    except BaseException:
+        stack.stop()
+        raise
     return stack
 
 
+_TOKENS: dict[str, str] = {}
+
+
 def token(user: str) -> str:
-    return TokenService(SECRET, issuer="chatrelay", audience="chatrelay-client", ttl_seconds=3600).issue(user)
+    if user not in _TOKENS:
+        service = TokenService(SECRET, issuer="chatrelay", audience="chatrelay-client", ttl_seconds=3600)
+        _TOKENS[user] = service.issue(user)
+    return _TOKENS[user]
 
 
-# ---- one stream, either path, with arrival times of every content chunk -----------------
+# ---- figures -----------------------------------------------------------------------------
 
-async def relay_stream(http: httpx.AsyncClient, stack: Stack, auth: dict, directive: str) -> list[float]:
-    """Arrival times (perf_counter) of each answer delta through the relay; [0] is the send time."""
-    times = [time.perf_counter()]
-    async with http.stream("POST", f"{stack.app_url}/v1/chat/stream", headers=auth,
-                           json={"prompt": f"bench [mock {directive}]"}) as response:
-        buffer = b""
-        async for piece in response.aiter_raw():
-            buffer += piece
-            *events, buffer = buffer.split(b"\n\n")
-            now = time.perf_counter()
-            times.extend(now for e in events if e.startswith(b"id: "))
-    return times
+Rounds = dict[str, list[loadgen.StreamResult]]
+"""Results per path: an app variant's name (through the relay) or ``direct``."""
 
 
-async def direct_stream(http: httpx.AsyncClient, stack: Stack, directive: str) -> list[float]:
-    """The same through the fake upstream directly (the baseline)."""
-    times = [time.perf_counter()]
-    body = {"model": "mock-gpt", "stream": True, "messages": [{"role": "user", "content": f"bench [mock {directive}]"}]}
-    async with http.stream("POST", f"{stack.mock_url}/v1/chat/completions", json=body) as response:
-        buffer = b""
-        async for piece in response.aiter_raw():
-            buffer += piece
-            *events, buffer = buffer.split(b"\n\n")
-            now = time.perf_counter()
-            times.extend(now for e in events if b'"content":"' in e and b'"content":""' not in e)
-    return times
+async def rounds(stack: Stack, n: int, directive: str, paths: tuple[str, ...], user: str,
+                 timeout: float = 60) -> Rounds:
+    """``n`` rounds of one request per path, one at a time; the order rotates every round,
+    so drift and order effects hit every path alike."""
+    requests = {name: (port, loadgen.relay_request(port, token(user), directive))
+                for name, (_, port) in stack.apps.items() if name in paths}
+    requests["direct"] = (stack.mock_port, loadgen.direct_request(stack.mock_port, directive))
+    out: Rounds = {name: [] for name in paths}
+    for i in range(n):
+        for k in range(len(paths)):
+            name = paths[(i + k) % len(paths)]
+            port, request = requests[name]
+            out[name].append(await loadgen.stream(port, request, timeout))
+    return out
 
 
-# ---- figures ----------------------------------------------------------------------------
-
-async def added_ttft(stack: Stack, n: int) -> tuple[list[float], list[float]]:
-    auth = {"Authorization": f"Bearer {token('bench-ttft')}"}
-    relay, direct = [], []
-    async with httpx.AsyncClient(timeout=30) as http:
-        for i in range(n):  # interleaved, so drift hits both paths alike
-            r = await relay_stream(http, stack, auth, "tokens=3 ttft=0.02 interval=0")
-            d = await direct_stream(http, stack, "tokens=3 ttft=0.02 interval=0")
-            relay.append(r[1] - r[0])
-            direct.append(d[1] - d[0])
-    return relay, direct
+def ok(results: list[loadgen.StreamResult]) -> list[loadgen.StreamResult]:
+    return [r for r in results if r.ok]
 
 
-async def inter_token(stack: Stack, streams: int, tokens: int, interval: float) -> tuple[list[float], list[float]]:
-    """Per-chunk lateness: arrival gap minus the upstream's interval, relay and direct."""
-    auth = {"Authorization": f"Bearer {token('bench-itl')}"}
-    relay, direct = [], []
-    directive = f"tokens={tokens} ttft=0 interval={interval}"
-    async with httpx.AsyncClient(timeout=60) as http:
-        for _ in range(streams):
-            r = await relay_stream(http, stack, auth, directive)
-            d = await direct_stream(http, stack, directive)
-            relay += [b - a - interval for a, b in zip(r[1:], r[2:])]
-            direct += [b - a - interval for a, b in zip(d[1:], d[2:])]
-    return relay, direct
+def ttft_ms(results: list[loadgen.StreamResult]) -> list[float]:
+    return [r.ttft_ns / 1e6 for r in ok(results)]
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+@dataclass
+class Step:
+    level: int
+    app: str
+    """App variant, or ``direct``."""
+    p50: float
+    p99: float
+    rate: float
+    """Content chunks per second per stream in the steady window (nominal 20)."""
+    cpu: dict[str, float]
+    """% of one core per process over the step."""
+    errors: int
+    rss_max: float
+    wall: float
+    gc_pauses: list[float]
+    """Wall ms of the app's full garbage collections in the steady window."""
+
+    @property
+    def via_relay(self) -> bool:
+        return self.app != "direct"
 
 
-async def concurrency_step(stack: Stack, streams: int, via_relay: bool, seconds: float = 3.0,
-                           rss: list[float] | None = None) -> list[float]:
-    """``streams`` concurrent streams at 20 tokens/s; per-chunk lateness beyond 50 ms.
-    With ``rss``, the app's resident memory is sampled while the streams run."""
-    interval, tokens = 0.05, int(seconds / 0.05)
-    directive = f"tokens={tokens} ttft=0 interval={interval}"
-    limits = httpx.Limits(max_connections=streams + 10, max_keepalive_connections=streams)
-    auths = [{"Authorization": f"Bearer {token(f'bench-c{i % 50}')}"} for i in range(streams)]
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        async def one(i: int) -> list[float]:
-            await asyncio.sleep(i * seconds / streams / 2)  # ramp up over half the stream length
-            t = await (relay_stream(http, stack, auths[i], directive) if via_relay else
-                       direct_stream(http, stack, directive))
-            return [b - a - interval for a, b in zip(t[1:], t[2:])]
-        async def sample() -> None:
-            while True:
-                rss.append(rss_mb(stack.app_pid))
-                await asyncio.sleep(0.1)
-
-        sampler = asyncio.create_task(sample()) if rss is not None else None
-        gaps = await asyncio.gather(*(one(i) for i in range(streams)))
-        if sampler is not None:
-            sampler.cancel()
-    return [g for per_stream in gaps for g in per_stream]
+async def _sample_rss(pid: int, into: list[float]) -> None:
+    while True:
+        into.append(vm_mb(pid, "VmRSS"))
+        await asyncio.sleep(0.1)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+async def concurrency_step(stack: Stack, level: int, app: str, ramp: float, hold: float) -> Step:
+    """``level`` streams at 20 tokens/s, started evenly over ``ramp`` s, all running for ``hold`` s;
+    per-chunk delivery delay of the chunks sent while every stream was running."""
+    length = ramp + hold
+    directive = f"tokens={int(length / INTERVAL)} ttft=0 interval={INTERVAL}"
+    measured = "app" if app == "direct" else app
+    if app == "direct":
+        port = stack.mock_port
+        requests = [loadgen.direct_request(port, directive)] * level
+    else:
+        port = stack.apps[app][1]
+        requests = [loadgen.relay_request(port, token(f"bench-c{i % 50}"), directive) for i in range(level)]
+    pids = stack.pids(measured)
+    cpu_before = {k: cpu_seconds(p) for k, p in pids.items()}
+    rss: list[float] = []
+    sampler = asyncio.create_task(_sample_rss(pids["app"], rss))
+    loop = asyncio.get_running_loop()
+    t0, t0_ns = loop.time(), time.monotonic_ns()
+
+    async def one(i: int) -> loadgen.StreamResult:
+        await asyncio.sleep(max(0.0, t0 + i * ramp / level - loop.time()))
+        return await loadgen.stream(port, requests[i], timeout=length + 60)
+
+    results = await asyncio.gather(*(one(i) for i in range(level)))
+    wall = loop.time() - t0
+    sampler.cancel()
+    cpu = {k: 100 * (cpu_seconds(p) - cpu_before[k]) / wall for k, p in pids.items()}
+    window = (t0_ns + int((ramp + 0.5) * 1e9), t0_ns + int((length - 0.5) * 1e9))
+    delays = [d for r in results for d in loadgen.delays_ms(r, window=window)]
+    seconds = (window[1] - window[0]) / 1e9
+    rate = len(delays) / seconds / level if seconds > 0 else float("nan")
+    gc_pauses = stack.gc_pauses(measured, window) if app != "direct" else []
+    return Step(level, app, pct(delays, 0.5), pct(delays, 0.99), rate, cpu, sum(1 for r in results if not r.ok),
+                max(rss) if rss else float("nan"), wall, gc_pauses)
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+async def cpu_workload(stack: Stack, app: str, streams: int, tokens: int) -> dict[str, float]:
+    """CPU seconds the app spends on ``streams`` × ``tokens`` relayed tokens (its event loop thread
+    and the rest: boto3 worker threads), and the fake upstream's and DynamoDB Local's."""
+    process, port = stack.apps[app]
+    pid = process.pid
+    directive = f"tokens={tokens} ttft=0 interval=0.01"
+    requests = [loadgen.relay_request(port, token(f"bench-cpu{i % 20}"), directive) for i in range(streams)]
+
+    def sample() -> tuple[float, ...]:
+        return (cpu_seconds(pid), cpu_seconds(pid, pid), cpu_seconds(stack.mock.pid),
+                cpu_seconds(stack.ddb.process.pid))
+
+    before = sample()
+    results = await asyncio.gather(*(loadgen.stream(port, r, 120) for r in requests))
+    after = sample()
+    total, loop_thread, mock, ddb = (a - b for a, b in zip(after, before))
+    return {"total": total, "loop": loop_thread, "workers": total - loop_thread, "mock": mock, "dynamodb": ddb,
+            "tokens": sum(len(r.chunks) for r in results), "errors": sum(1 for r in results if not r.ok)}
 
 
-async def cpu_cost(stack: Stack, streams: int, tokens: int) -> tuple[float, float]:
-    """App CPU ms per 1,000 relayed tokens (persistence included), and the mock's for the same tokens."""
-    mock_pid = stack.processes[1].pid
-    before, mock_before = cpu_seconds(stack.app_pid), cpu_seconds(mock_pid)
-    auth = {"Authorization": f"Bearer {token('bench-cpu')}"}
-    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as http:
-        await asyncio.gather(*(relay_stream(http, stack, auth, f"tokens={tokens} ttft=0 interval=0.01")
-                               for _ in range(streams)))
-    total = streams * tokens / 1000
-    return (ms(cpu_seconds(stack.app_pid) - before) / total, ms(cpu_seconds(mock_pid) - mock_before) / total)
+def per_1000(runs: list[dict[str, float]]) -> dict[str, float]:
+    tokens = sum(r["tokens"] for r in runs) or 1
+    return {k: 1e6 * sum(r[k] for r in runs) / tokens for k in ("total", "loop", "workers", "mock", "dynamodb")}
 
 
-def dynamodb_cost(stack: Stack, checkpoint_interval: float) -> dict[str, dict[str, float]]:
-    """Capacity units per turn, from ReturnConsumedCapacity, for a short and a long answer."""
-    sys.path.insert(0, str(ROOT / "bench"))
+def dynamodb_cost(stack: Stack, long_tokens: int) -> dict:
     from capacity import measure_turns
 
-    return measure_turns(stack.ddb.endpoint, TABLE, f"{stack.mock_url}/v1", SECRET, checkpoint_interval)
+    return measure_turns(stack.ddb.endpoint, TABLE, f"http://127.0.0.1:{stack.mock_port}/v1", SECRET, 1.0,
+                         long_tokens=long_tokens)
 
 
-def cold_start(repeats: int) -> dict[str, float]:
-    """Median seconds from process start to first served byte, entry points versus a bare app."""
-    build = ROOT / ".aws-sam" / "build"
-    py312 = next(iter(sorted(Path.home().glob(".pyenv/versions/3.12*/bin"))), None)
-    runtime = ROOT / ".tools" / "lambda-runtime"
-    built = (build / "template.yaml").is_file() and py312 is not None and runtime.is_dir()
-    env = {"CHAT_TABLE": TABLE, "CHATRELAY_TOKEN_SECRET": SECRET, "AWS_REGION": "us-east-1",
-           "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "POWERTOOLS_METRICS_DISABLED": "true",
-           "CHATRELAY_SERVE_H5": "false"}
-    if built:
-        python = str(py312 / "python3.12")
-        stream_dir, api_dir = build / "StreamFunction", build / "ApiFunction"
-        path = f"{build / 'ChatRelayLayer' / 'python'}:{runtime}:{ROOT / 'bench'}"
-    else:
-        python = PY
-        stream_dir, api_dir = ROOT / "functions" / "stream", ROOT / "functions" / "api"
-        path = str(ROOT / "bench")
-    env["PYTHONPATH"] = path
+def profile_during(pid: int, seconds: float, out: Path, workload) -> dict | str:
+    process = profiling.record(pid, seconds, out)
+    if process is not None:
+        time.sleep(0.3)  # attached before the workload starts
+    workload()
+    reason = profiling.finish(process, out)
+    if reason:
+        return reason
+    summary = profiling.summarise(out)
+    summary["file"] = profiling.compress(out).name
+    return summary
 
-    def serve(module_dir: Path, app: str) -> float:
-        port = dynamodb_local.free_port()
-        started = time.perf_counter()
-        process = subprocess.Popen([python, "-m", "uvicorn", "--port", str(port), app], cwd=module_dir,
-                                   env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+# ---- the report ---------------------------------------------------------------------------
+
+def machine_info() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GB"
+    versions = {}
+    for name in ("fastapi", "starlette", "uvicorn", "sse-starlette", "httpx", "pydantic", "boto3", "mangum",
+                 "aws-lambda-powertools", "uvloop", "httptools"):
         try:
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                    return time.perf_counter() - started
-                except httpx.HTTPError:
-                    if time.perf_counter() - started > 30:
-                        raise
-                    time.sleep(0.002)
-        finally:
-            process.terminate()
-            process.wait()
-
-    def invoke(module_dir: Path, module: str) -> float:
-        started = time.perf_counter()
-        subprocess.run([python, str(ROOT / "bench" / "invoke_once.py"), module], cwd=module_dir, check=True,
-                       env={**os.environ, **env}, stdout=subprocess.DEVNULL)
-        return time.perf_counter() - started
-
-    samples: dict[str, list[float]] = {k: [] for k in ("run.sh (uvicorn)", "bare uvicorn", "Mangum", "bare Mangum")}
-    for _ in range(repeats):  # interleaved
-        samples["run.sh (uvicorn)"].append(serve(stream_dir, "main:app"))
-        samples["bare uvicorn"].append(serve(ROOT / "bench", "bare_app:app"))
-        samples["Mangum"].append(invoke(api_dir, "app"))
-        samples["bare Mangum"].append(invoke(ROOT / "bench", "bare_app"))
-    result = {k: statistics.median(v) for k, v in samples.items()}
-    result["built"] = 1.0 if built else 0.0
-    return result
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    try:
+        jar = dynamodb_local.find_jar().parent.name
+    except FileNotFoundError:
+        jar = "?"
+    return {"platform": platform.platform(), "cpu": f"{model}, {os.cpu_count()} cores", "memory": mem,
+            "python": f"{platform.python_version()} ({sys.executable})", "dynamodb_local": jar,
+            "versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
 
 
-def import_time_ms(module: str, cwd: Path) -> float:
-    run = subprocess.run([PY, "-X", "importtime", "-c", f"import {module}"], cwd=cwd, capture_output=True, text=True,
-                         env={**os.environ, "CHATRELAY_DEV_AUTH": "1", "PYTHONPATH": str(ROOT / "bench")})
-    for line in run.stderr.splitlines():
-        parts = [p.strip() for p in line.split("|")]
-        if len(parts) == 3 and parts[2] == module:
-            return int(parts[1]) / 1000
-    return float("nan")
-
-
-def artifact_mb() -> float | None:
-    build = ROOT / ".aws-sam" / "build"
-    if not build.is_dir():
-        return None
-    total = sum(f.stat().st_size for d in ("ApiFunction", "ChatRelayLayer") for f in (build / d).rglob("*")
-                if f.is_file() and "__pycache__" not in f.parts)  # bytecode left by local runs is not deployed
-    return total / 1e6
-
-
-# ---- report ------------------------------------------------------------------------------
-
-def plot(ttft: tuple[list[float], list[float]], steps: list[tuple[int, float, float]]) -> None:
+def plot(ttft: Rounds, itl: Rounds, steps: list[Step]) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    relay, direct = ttft
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist([ms(v) for v in direct], bins=60, alpha=0.6, label="direct to upstream")
-    ax.hist([ms(v) for v in relay], bins=60, alpha=0.6, label="through the relay")
-    ax.set_xlabel("time to first token (ms)")
-    ax.set_ylabel("requests")
-    ax.set_title("Time to first token: relay vs direct (same run, interleaved)")
-    ax.legend()
+    relay, direct = ttft_ms(ttft["app"]), ttft_ms(ttft["direct"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    top = pct(relay + direct, 0.995)
+    bins = [i * top / 80 for i in range(81)]
+    left.hist(direct, bins=bins, alpha=0.6, label=f"direct to the fake upstream (n={len(direct)})")
+    left.hist(relay, bins=bins, alpha=0.6, label=f"through the relay (n={len(relay)})")
+    left.set_xlabel("time to first content token (ms); upstream TTFT 20 ms")
+    left.set_ylabel("requests")
+    left.set_title("Time to first token (same run, interleaved)")
+    left.legend(fontsize=8)
+    for name, label in (("direct", "direct"), ("app", "through the relay")):
+        values = sorted(d for r in ok(itl[name]) for d in loadgen.delays_ms(r))
+        if values:
+            right.plot(values, [(i + 1) / len(values) for i in range(len(values))], label=label)
+    right.set_xscale("log")
+    right.set_xlabel("per-chunk delivery delay: arrival - upstream send (ms, log)")
+    right.set_ylabel("fraction of chunks")
+    right.set_title("Inter-token delivery delay (CDF)")
+    right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "ttft.png", dpi=110)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([s[0] for s in steps], [s[1] for s in steps], "o-", label="through the relay")
-    ax.plot([s[0] for s in steps], [s[2] for s in steps], "s--", label="direct to upstream")
-    ax.axhline(50, color="red", linewidth=0.8, label="goal: 50 ms added")
-    ax.set_xscale("log")
-    ax.set_xlabel("concurrent streams (20 tokens/s each)")
-    ax.set_ylabel("p99 chunk lateness (ms)")
-    ax.set_title("p99 inter-token lateness vs concurrency (app on one core)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "concurrency.png", dpi=110)
+    fig.savefig(RESULTS / "latency.png", dpi=100)
+    plt.close(fig)
+    written = ["latency.png"]
+
+    relay_steps = [s for s in steps if s.app == "app"]
+    direct_steps = {s.level: s for s in steps if s.app == "direct"}
+    if relay_steps:
+        fig, ax = plt.subplots(figsize=(7.5, 4.2))
+        levels = [s.level for s in relay_steps]
+        ax.plot(levels, [max(s.p99, 0.01) for s in relay_steps], "o-", label="p99 delay through the relay")
+        ax.plot(levels, [max(direct_steps[lv].p99, 0.01) for lv in levels], "s--", label="p99 delay direct (baseline)")
+        ax.axhline(50, color="red", linewidth=0.8, label="50 ms")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("concurrent streams, 20 tokens/s each (app on one core)")
+        ax.set_ylabel("per-chunk delivery delay p99 (ms, log)")
+        twin = ax.twinx()
+        twin.plot(levels, [s.cpu["app"] for s in relay_steps], "^:", color="gray", label="app CPU (% of a core)")
+        twin.set_ylabel("app CPU, % of one core")
+        twin.set_ylim(0, 110)
+        handles, labels = ax.get_legend_handles_labels()
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        ax.legend(handles + more_handles, labels + more_labels, fontsize=8, loc="upper left")
+        ax.set_title("p99 delivery delay vs concurrency")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "concurrency.png", dpi=100)
+        plt.close(fig)
+        written.append("concurrency.png")
+    return written
+
+
+def added(relay: list[float], direct: list[float], q: float) -> float:
+    return pct(relay, q) - pct(direct, q)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small samples, one line per figure, no report")
     args = parser.parse_args()
     quick = args.quick
-    if hasattr(os, "sched_setaffinity") and os.cpu_count() and os.cpu_count() > 1:
-        os.sched_setaffinity(0, {1})  # the load generator stays off the app's core
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {LOAD_CPU})  # the load generator stays off the app's core
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    work = Path(tempfile.mkdtemp(prefix="chatrelay-bench-"))
     figures: list[Figure] = []
-    started = time.perf_counter()
-    stack = start_stack()
+    raw: dict = {"quick": quick}
+    experiments: list[str] = []
+    profiles: dict[str, dict | str] = {}
+
+    def emit(figure: Figure) -> None:
+        figures.append(figure)
+        print(figure.line(), flush=True)
+
+    runner = asyncio.Runner(loop_factory=loadgen.new_loop)
+    variants = ("app", "h11") if quick else tuple(APP_VARIANTS)
+    stack = start_stack(work, variants)
+    levels = [50] if quick else [50, 100, 200, 500, 1000]
+    ramp, hold = (1.0, 2.0) if quick else (3.0, 5.0)
+    steps: list[Step] = []
     try:
-        asyncio.run(added_ttft(stack, 20))  # warm-up
-        relay, direct = asyncio.run(added_ttft(stack, 30 if quick else 500))
-        added = {q: ms(pct(relay, q) - pct(direct, q)) for q in (0.5, 0.95, 0.99)}
-        figures.append(Figure(
+        idle_rss = vm_mb(stack.app.pid, "VmRSS")
+        runner.run(rounds(stack, 5 if quick else 30, "tokens=3 ttft=0.02 interval=0.001", variants + ("direct",),
+                          "bench-warm"))
+
+        # -- added time to first token ------------------------------------------------------
+        n = 30 if quick else 500
+        ttft = runner.run(rounds(stack, n, "tokens=3 ttft=0.02 interval=0.001", ("app", "direct"), "bench-ttft"))
+        r_ms, d_ms = ttft_ms(ttft["app"]), ttft_ms(ttft["direct"])
+        add = {q: added(r_ms, d_ms, q) for q in (0.5, 0.95, 0.99)}
+        relay_ok, direct_ok = ok(ttft["app"]), ok(ttft["direct"])
+        before_up = statistics.median(r.first_stamp_ns / 1e6 for r in relay_ok) - statistics.median(
+            r.first_stamp_ns / 1e6 for r in direct_ok)
+        delivery = statistics.median((r.ttft_ns - r.first_stamp_ns) / 1e6 for r in relay_ok) - statistics.median(
+            (r.ttft_ns - r.first_stamp_ns) / 1e6 for r in direct_ok)
+        fig = Figure(
             "Added time to first token", "p50 ≤ 2 ms, p99 ≤ 10 ms",
-            f"p50 {added[0.5]:+.1f} ms, p95 {added[0.95]:+.1f} ms, p99 {added[0.99]:+.1f} ms",
-            f"direct to the fake upstream: p50 {ms(pct(direct, .5)):.1f} ms, p99 {ms(pct(direct, .99)):.1f} ms "
-            f"(n={len(direct)} each)", added[0.5] <= 2 and added[0.99] <= 10,
-            "fixed in this run's code: the upstream request is now sent while the turn's DynamoDB write is in "
-            "flight (sequential, the relay added ~20 ms at p50 on DynamoDB Local). What remains is the relay's own "
-            "work (one more loopback hop, JSON decode and re-encode, task scheduling) on a machine whose 2 cores "
-            "also run the fake upstream, the load generator and DynamoDB Local"))
+            f"p50 {add[0.5]:+.1f} ms, p95 {add[0.95]:+.1f} ms, p99 {add[0.99]:+.1f} ms",
+            f"direct to the fake upstream (20 ms TTFT): p50 {pct(d_ms, .5):.1f} ms, p99 {pct(d_ms, .99):.1f} ms; "
+            f"n={len(r_ms)}/{len(d_ms)}, interleaved", add[0.5] <= 2 and add[0.99] <= 10)
+        fig.notes.append(
+            f"Split by the first token's send stamp (medians, relay minus direct): {before_up:+.1f} ms before the "
+            f"upstream sent it (the relay's request handling and its own request to the upstream), {delivery:+.1f} ms "
+            "from the upstream's send to the client (the relay's read, re-encode and write, and any wait for the "
+            "turn's start write, which must finish before the response starts).")
+        sweep = {}
+        if not quick:
+            for upstream_ttft in (0.0, 0.1):
+                more = runner.run(rounds(stack, 60, f"tokens=3 ttft={upstream_ttft} interval=0.001",
+                                         ("app", "direct"), "bench-ttft"))
+                sweep[upstream_ttft] = added(ttft_ms(more["app"]), ttft_ms(more["direct"]), 0.5)
+            fig.notes.append("Added p50 with other upstream TTFTs (60 rounds each): " + ", ".join(
+                f"{k * 1000:.0f} ms TTFT: {v:+.1f} ms" for k, v in sweep.items()) +
+                ". The upstream request is sent while the start write is in flight; an upstream slower than the "
+                "write hides it, an instant one exposes it.")
+        raw["ttft"] = {"added": add, "before_upstream_p50": before_up, "delivery_p50": delivery, "sweep": sweep,
+                       "direct_p50": pct(d_ms, .5)}
+        emit(fig)
 
-        itl_relay, itl_direct = asyncio.run(inter_token(stack, 4 if quick else 40, 30, 0.01))
-        added_itl = ms(pct(itl_relay, 0.99) - pct(itl_direct, 0.99))
-        figures.append(Figure(
-            "Added inter-token latency", "p99 ≤ 2 ms", f"p99 {added_itl:+.2f} ms (p50 "
-            f"{ms(pct(itl_relay, .5) - pct(itl_direct, .5)):+.2f} ms)",
-            f"direct chunk lateness p99 {ms(pct(itl_direct, .99)):.2f} ms over {len(itl_direct)} chunks",
-            added_itl <= 2,
-            "per chunk the relay creates a task and an asyncio.wait for the next upstream read (streaming/relay.py), "
-            "passes the event through a queue (run_detached) and sse-starlette's locked send; the p99 tail is "
-            "scheduling noise from the other processes on the 2 cores (p50 adds nothing)"))
+        # -- added inter-token latency ------------------------------------------------------
+        itl = runner.run(rounds(stack, 6 if quick else 40, "tokens=50 ttft=0 interval=0.01", ("app", "direct"),
+                                "bench-itl"))
+        r_d = [d for r in ok(itl["app"]) for d in loadgen.delays_ms(r)]
+        d_d = [d for r in ok(itl["direct"]) for d in loadgen.delays_ms(r)]
+        added_itl = added(r_d, d_d, 0.99)
+        raw["itl"] = {"added_p99": added_itl, "added_p50": added(r_d, d_d, 0.5), "chunks": len(r_d)}
+        emit(Figure(
+            "Added inter-token latency", "p99 ≤ 2 ms",
+            f"p99 {added_itl:+.2f} ms (p50 {added(r_d, d_d, .5):+.2f} ms)",
+            f"direct per-chunk delay (arrival - send stamp): p50 {pct(d_d, .5):.2f} ms, p99 {pct(d_d, .99):.2f} ms; "
+            f"{len(r_d)}/{len(d_d)} chunks at 100 tokens/s, one stream at a time, interleaved", added_itl <= 2))
 
-        levels = [100] if quick else [50, 100, 200, 500, 1000]
-        steps = []
-        rss_at_100: list[float] = []
+        # -- CPU per 1,000 relayed tokens ---------------------------------------------------
+        streams, tokens = (10, 60) if quick else (50, 200)
+        runs: dict[str, list[dict]] = {"app": [], "h11": []}
+        for _ in range(1 if quick else 2):
+            for name in runs:  # alternating
+                runs[name].append(runner.run(cpu_workload(stack, name, streams, tokens)))
+        cpu, cpu_h11 = per_1000(runs["app"]), per_1000(runs["h11"])
+        raw["cpu"] = {"uvloop_httptools": cpu, "asyncio_h11": cpu_h11}
+        fig = Figure(
+            "CPU per 1,000 relayed tokens", "(no goal: cost)",
+            f"{cpu['total']:.0f} CPU ms (event loop thread {cpu['loop']:.0f}, other threads: boto3 calls "
+            f"{cpu['workers']:.0f}); with the Lambda layer's asyncio + h11: {cpu_h11['total']:.0f} CPU ms",
+            f"the fake upstream spent {cpu['mock']:.0f} CPU ms producing them ({streams} streams × {tokens} tokens "
+            f"at 100 tokens/s, {len(runs['app'])} run(s) each, alternating)", None)
+        fig.notes.append(
+            f"DynamoDB Local spent {cpu['dynamodb']:.0f} CPU ms per 1,000 tokens serving the same turns' writes "
+            "(start transaction, a checkpoint a second, the ending). The Lambda layer ships neither uvloop nor "
+            "httptools, so uvicorn runs asyncio + h11 there: the second figure.")
+        emit(fig)
+
+        # -- concurrency ----------------------------------------------------------------------
+        hwm_100 = float("nan")
         for level in levels:
-            r = asyncio.run(concurrency_step(stack, level, True, 2.0 if quick else 4.0,
-                                             rss_at_100 if level == 100 else None))
-            d = asyncio.run(concurrency_step(stack, level, False, 2.0 if quick else 4.0))
-            steps.append((level, ms(pct(r, 0.99)), ms(pct(d, 0.99))))
-        # A level counts only while the baseline itself keeps up: past that the load
-        # generator (one Python process on the other core, with the fake upstream) is the limit.
-        valid = [s for s in steps if s[2] <= 50]
-        ok = [s[0] for s in valid if s[1] - s[2] <= 50]
-        figures.append(Figure(
-            "Concurrent streams on one core", "≥ 1,000 streams with p99 added lateness ≤ 50 ms",
-            f"highest level meeting it: {max(ok) if ok else 0}; p99 relay / direct lateness: " + ", ".join(
-                f"{s[0]}: {s[1]:.0f}/{s[2]:.0f} ms" for s in steps),
-            "the same streams direct to the upstream at each level", bool(ok) and max(ok) >= 1000,
-            "app pinned to CPU 0; the fake upstream, the load generator and DynamoDB Local share the other core "
-            "(Java also floats); levels where the direct baseline is itself late by > 50 ms do not count. What "
-            "limits the relay: CPU. At the measured CPU cost per 1,000 tokens one core saturates at a few thousand "
-            "tokens/s, i.e. a few hundred streams at 20 tokens/s. Next fixes, in order of expected gain: read the "
-            "upstream in one long-lived task per stream instead of a task + asyncio.wait per chunk; write several "
-            "ready chunks in one send; run on Python 3.12+ (the Lambda runtime) with uvloop/httptools"))
+            steps.append(runner.run(concurrency_step(stack, level, "app", ramp, hold)))
+            if level == 100 or (quick and level == levels[-1]):
+                hwm_100 = vm_mb(stack.app.pid, "VmHWM")
+            steps.append(runner.run(concurrency_step(stack, level, "direct", ramp, hold)))
+        hwm_all = vm_mb(stack.app.pid, "VmHWM")
+        raw["steps"] = [asdict(s) for s in steps]
+        by = {(s.level, s.app): s for s in steps}
+        cells, best, saturated_at = [], 0, None
+        for level in levels:
+            r, d = by[(level, "app")], by[(level, "direct")]
+            valid = d.rate >= 0.9 / INTERVAL and d.p99 <= 50 and d.errors == 0
+            if not valid and saturated_at is None:
+                saturated_at = level
+            if saturated_at is None and r.p99 - d.p99 <= 50 and r.rate >= 0.9 / INTERVAL and r.errors == 0:
+                best = level
+            cells.append(f"{level}: {r.p99 - d.p99:+.0f} ms" + ("" if valid else " (baseline saturated)"))
+        fig = Figure(
+            "Concurrent streams on one core", "≥ 1,000 streams at 20 tokens/s, p99 added delay ≤ 50 ms",
+            f"{best} streams (highest level meeting it); p99 added per level: " + ", ".join(cells),
+            "the same number of streams direct to the fake upstream at each level (per-chunk delay p99)",
+            best >= 1000)
+        projection = [s.level * 100 / s.cpu["app"] for s in steps
+                      if s.app == "app" and 0 < s.cpu["app"] < 80 and s.rate >= 0.9 / INTERVAL]
+        if projection:
+            fig.notes.append(
+                f"App CPU grows with the streams: from the levels below 80 % CPU, one core carries about "
+                f"{statistics.median(projection):.0f} streams at 20 tokens/s before it saturates "
+                "(level × 100 / CPU %).")
+        emit(fig)
 
-        app_ms, mock_ms = asyncio.run(cpu_cost(stack, 20 if quick else 100, 50 if quick else 200))
-        figures.append(Figure(
-            "CPU per 1,000 relayed tokens", "(no goal: cost)", f"{app_ms:.0f} CPU ms (app, persistence included)",
-            f"the fake upstream spent {mock_ms:.0f} CPU ms producing them", None))
+        # -- footprint (RSS) -----------------------------------------------------------------
+        emit(Figure(
+            "Peak RSS of the app", "≤ 90 MB under 100 streams",
+            f"{hwm_100:.0f} MB peak with up to {100 if not quick else levels[-1]} streams (VmHWM)",
+            f"the same process idle after start-up: {idle_rss:.0f} MB; its peak over the run (up to {levels[-1]} "
+            f"streams): {hwm_all:.0f} MB", None if quick else hwm_100 <= 90))
 
-        rss = max(rss_at_100) if rss_at_100 else float("nan")
-        figures.append(Figure("Peak RSS of the app", "≤ 90 MB under 100 streams", f"{rss:.0f} MB with 100 streams",
-                              f"peak over the whole run (up to {levels[-1]} streams): {peak_rss_mb(stack.app_pid):.0f} MB",
-                              rss <= 90))
-
-        capacity = dynamodb_cost(stack, 1.0)
-        figures.append(Figure(
+        # -- DynamoDB capacity per turn ----------------------------------------------------------
+        capacity = dynamodb_cost(stack, 200 if quick else 2000)
+        raw["capacity"] = capacity
+        fig = Figure(
             "DynamoDB capacity per turn", "(no goal: cost)",
-            "; ".join(f"{k}: {v['write']:.1f} WCU, {v['read']:.1f} RCU" for k, v in capacity.items()),
-            "ReturnConsumedCapacity=TOTAL summed over every call of the turn", None))
+            "; ".join(f"{k}: {v['write']:.0f} WCU, {v['read']:.0f} RCU" for k, v in capacity.items()),
+            "ReturnConsumedCapacity=TOTAL summed over every call of the turn (1 s checkpoints)", None)
+        fig.notes.append("Calls per turn: " + "; ".join(
+            f"{k}: " + ", ".join(f"{op} ×{c}" for op, c in sorted(v["calls"].items())) for k, v in capacity.items())
+            + ".")
+        emit(fig)
+
+        if not quick:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            profiles["200 streams at 20 tokens/s"] = profile_during(
+                stack.app.pid, 6, RESULTS / "profile-concurrency.txt",
+                lambda: runner.run(concurrency_step(stack, 200, "app", 1.0, 6.0)))
+            profiles["50 streams at 100 tokens/s"] = profile_during(
+                stack.app.pid, 4, RESULTS / "profile-cpu.txt",
+                lambda: runner.run(cpu_workload(stack, "app", 50, 500)))
+            raw["profiles"] = profiles
     finally:
+        runner.close()
         stack.stop()
 
-    cold = cold_start(1 if quick else 7)
-    which = "built artifacts (.aws-sam/build, python3.12)" if cold.pop("built") else "source tree (not built)"
-    ratio_stream = cold["run.sh (uvicorn)"] / cold["bare uvicorn"]
-    ratio_api = cold["Mangum"] / cold["bare Mangum"]
-    figures.append(Figure(
+    # -- cold start, import time, artifacts (after the stack is down) --------------------------
+    target = coldstart.resolve_target(work)
+    log = work / "coldstart.log"
+    bare = coldstart.bare_stream_dir(work)
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in ("runsh", "runsh_bare", "mangum", "mangum_bare")}
+    for _ in range(1 if quick else 7):  # interleaved
+        samples["runsh"].append(coldstart.serve(target, target.stream_dir, log))
+        samples["runsh_bare"].append(coldstart.serve(target, bare, log))
+        samples["mangum"].append(coldstart.invoke(target, target.api_dir, "app", log))
+        samples["mangum_bare"].append(coldstart.invoke(target, coldstart.BENCH, "bare_app", log))
+    cold = {k: statistics.median(s for s, _ in v) for k, v in samples.items()}
+    cold_rss = {k: max(r for _, r in v) for k, v in samples.items()}
+    ratio_runsh, ratio_mangum = cold["runsh"] / cold["runsh_bare"], cold["mangum"] / cold["mangum_bare"]
+    raw["cold"] = {"target": target.label, "samples": samples}
+    fig = Figure(
         "Cold start to first byte", "≤ 1.5× a bare FastAPI app",
-        f"run.sh/uvicorn {ms(cold['run.sh (uvicorn)']):.0f} ms ({ratio_stream:.2f}×); "
-        f"Mangum {ms(cold['Mangum']):.0f} ms ({ratio_api:.2f}×)",
-        f"bare FastAPI hello app: uvicorn {ms(cold['bare uvicorn']):.0f} ms, Mangum {ms(cold['bare Mangum']):.0f} ms; "
-        f"{which}", ratio_stream <= 1.5 and ratio_api <= 1.5,
-        "import cost: the app imports boto3/botocore (about 200 ms), aws-lambda-powertools, pydantic-settings, "
-        "httpx and sse-starlette at start-up; the bare app imports FastAPI only. Next fix: import boto3 and build "
-        "the DynamoDB client on the first storage call, and import Powertools' metrics lazily"))
-    imports = import_time_ms("main", ROOT / "functions" / "stream")
-    bare_imports = import_time_ms("bare_app", ROOT / "bench")
-    figures.append(Figure("Import time (python -X importtime)", "(see cold start)",
-                          f"main: {imports:.0f} ms", f"bare_app: {bare_imports:.0f} ms", None))
-    size = artifact_mb()
-    figures.append(Figure("API function + layers, unzipped", "≤ 20 MB",
-                          f"{size:.1f} MB" if size is not None else "not built (run make build)",
-                          ".aws-sam/build/ApiFunction + ChatRelayLayer", None if size is None else size <= 20))
+        f"run.sh (uvicorn) {cold['runsh'] * 1000:.0f} ms = {ratio_runsh:.2f}×; "
+        f"Mangum handler {cold['mangum'] * 1000:.0f} ms = {ratio_mangum:.2f}×",
+        f"bare FastAPI hello app started the same way: uvicorn {cold['runsh_bare'] * 1000:.0f} ms, "
+        f"Mangum {cold['mangum_bare'] * 1000:.0f} ms; {target.label}, no bytecode cache (as deployed), "
+        f"median of {len(samples['runsh'])}", ratio_runsh <= 1.5 and ratio_mangum <= 1.5)
+    if target.built and not quick:
+        pyc_path = coldstart.precompile(target, work)
+        pyc: dict[str, list[float]] = {k: [] for k in samples}
+        for _ in range(3):
+            pyc["runsh"].append(coldstart.serve(target, target.stream_dir, log, pyc_path)[0])
+            pyc["runsh_bare"].append(coldstart.serve(target, bare, log, pyc_path)[0])
+            pyc["mangum"].append(coldstart.invoke(target, target.api_dir, "app", log, pyc_path)[0])
+            pyc["mangum_bare"].append(coldstart.invoke(target, coldstart.BENCH, "bare_app", log, pyc_path)[0])
+        pyc_med = {k: statistics.median(v) for k, v in pyc.items()}
+        raw["cold_precompiled"] = pyc
+        experiments.append(
+            f"- **Ship the dependencies' bytecode too** (`make build` compiles only `chatrelay/`; here "
+            f"`python -m compileall --invalidation-mode unchecked-hash` on a copy of the whole built layer, which "
+            f"would take it past the 20 MB budget; 3 runs): run.sh {cold['runsh'] * 1000:.0f} → {pyc_med['runsh'] * 1000:.0f} ms "
+            f"(bare app {cold['runsh_bare'] * 1000:.0f} → {pyc_med['runsh_bare'] * 1000:.0f} ms, ratio "
+            f"{pyc_med['runsh'] / pyc_med['runsh_bare']:.2f}×); Mangum {cold['mangum'] * 1000:.0f} → "
+            f"{pyc_med['mangum'] * 1000:.0f} ms (bare {cold['mangum_bare'] * 1000:.0f} → "
+            f"{pyc_med['mangum_bare'] * 1000:.0f} ms, {pyc_med['mangum'] / pyc_med['mangum_bare']:.2f}×).")
+    emit(fig)
 
-    for f in figures:
-        mark = {True: "met", False: "MISSED", None: "-"}[f.met]
-        print(f"{f.name}: {f.value} | baseline: {f.baseline} | goal: {f.goal} [{mark}]")
-    elapsed = time.perf_counter() - started
-    print(f"bench finished in {elapsed:.0f} s")
+    imports = coldstart.import_time(target, target.stream_dir, "main")
+    bare_imports = coldstart.import_time(target, bare, "main")
+    fig = Figure("Import time (python -X importtime)", "(explains the cold start)",
+                 f"main (imports + create_app()): {imports['total']:.0f} ms",
+                 f"bare app: {bare_imports['total']:.0f} ms; {target.label}, no bytecode cache", None)
+    fig.notes.append(
+        "Self time by top-level package, app: " + ", ".join(f"{k} {v:.0f} ms" for k, v in imports["top"])
+        + ". Bare app: " + ", ".join(f"{k} {v:.0f} ms" for k, v in bare_imports["top"])
+        + ". What the app imports beyond FastAPI (cumulative ms at first import; nested ones overlap): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in imports["watch"].items()) + ".")
+    if not quick:
+        breakdown = coldstart.startup_breakdown(target)
+        if breakdown:
+            fig.notes.append("Start-up split (bench/startup_probe.py): " + ", ".join(
+                f"{k.replace('_', ' ')} {v:.0f} ms" for k, v in breakdown.items()) + ".")
+            raw["startup_breakdown"] = breakdown
+    raw["imports"] = {"main": imports, "bare": bare_imports}
+    emit(fig)
+
+    emit(Figure(
+        "Peak RSS of the entry points", "(see the app's RSS goal)",
+        f"run.sh/uvicorn after one request {cold_rss['runsh']:.0f} MB; Mangum after one event "
+        f"{cold_rss['mangum']:.0f} MB",
+        f"bare app: uvicorn {cold_rss['runsh_bare']:.0f} MB, Mangum {cold_rss['mangum_bare']:.0f} MB; {target.label}",
+        None))
+
+    sizes = coldstart.artifact_sizes()
+    if sizes is None or "ApiFunction" not in sizes:
+        emit(Figure("API function + layers, unzipped", "≤ 20 MB", "not built (run make build)",
+                    ".aws-sam/build absent", None))
+    else:
+        api_mb, api_layers, _ = sizes["ApiFunction"]
+        stream = sizes.get("StreamFunction")
+        emit(Figure(
+            "API function + layers, unzipped", "≤ 20 MB", f"{api_mb:.1f} MB",
+            f".aws-sam/build/ApiFunction + {', '.join(api_layers)} (bytecode only for chatrelay/, as make build ships it)"
+            + (f"; StreamFunction + its local layers {stream[0]:.1f} MB (+ the Lambda Web Adapter layer)"
+               if stream else ""), api_mb <= 20))
+
+    elapsed = time.monotonic() - started
+    print(f"bench finished in {elapsed:.0f} s", flush=True)
     if quick:
         return
+
+    # -- the report --------------------------------------------------------------------------------
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot((relay, direct), steps)
+    plots = plot(ttft, itl, steps)
+    info = machine_info()
+    load_after = os.getloadavg()
+    by = {(s.level, s.app): s for s in steps}
     lines = [
         "# chatrelay benchmark report", "",
-        f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"run took {elapsed:.0f} s. Every figure is measured against its baseline in the same run.", "",
+        "Generated by `make bench` (`bench/run.py`). Every figure is a difference or a ratio against a baseline "
+        "measured in the same run, relay and baseline interleaved, so drift hits both.", "",
         "| figure | goal | measured | baseline (same run) | goal met |", "|---|---|---|---|---|",
         *[f"| {f.name} | {f.goal} | {f.value} | {f.baseline} | {({True: 'yes', False: '**no**', None: '-'})[f.met]} |"
           for f in figures],
-        "", "Notes:", *[f"- {f.name}: {f.note}" for f in figures if f.note], "",
-        "![time to first token](ttft.png)", "", "![p99 vs concurrency](concurrency.png)", "",
+        "",
+        "## Machine and settings", "",
+        f"- Machine: {info['platform']}; {info['cpu']}; {info['memory']} RAM; load average "
+        f"{load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (other jobs share this machine).",
+        f"- Python {info['python']}; DynamoDB Local {info['dynamodb_local']} (in memory, `-sharedDb`, `-Xmx512m`).",
+        f"- Packages: {info['versions']}.",
+        f"- The run took {elapsed:.0f} s.",
+        f"- App: `bench/app_launcher.py chatrelay.api.asgi:app {' '.join(UVICORN_FLAGS)}` = `python -m uvicorn` with "
+        f"run.sh's flags plus a `gc.callbacks` hook that logs full collections; one worker, `taskset -c {APP_CPU}`. "
+        "uvicorn picks uvloop + httptools when installed (the dev extra installs them); an identical instance with "
+        "`--loop asyncio --http h11` (what the Lambda layer ships) serves the second CPU figure.",
+        "- App environment: " + ", ".join(f"`{k}={v}`" for k, v in APP_SETTINGS.items()) +
+        " (production defaults; logs and EMF metrics go to a file).",
+        f"- Fake upstream: `python -m chatrelay.mockllm` (uvicorn, Starlette), `taskset -c {LOAD_CPU}`, asked for "
+        "`stamp=1` (each content chunk carries its send time). DynamoDB Local's threads and this load generator "
+        f"(raw asyncio protocols on uvloop, one connection per stream) are pinned to CPU {LOAD_CPU} as well.",
+        "- Workloads: time to first token: 3-token answers, upstream TTFT 20 ms; inter-token: 50-token answers "
+        "at 100 tokens/s, one stream at a time; CPU: 50 concurrent streams × 200 tokens at 100 tokens/s; "
+        f"concurrency: each level ramps up over {ramp:.0f} s and holds {hold:.0f} s, 20 tokens/s per stream, and "
+        "delays are taken from the chunks sent while every stream was running.",
+        "",
+        "## Details", "",
     ]
-    (RESULTS / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    (RESULTS / "raw.json").write_text(json.dumps({"figures": [f.__dict__ for f in figures], "steps": steps}, indent=1))
+    for f in figures:
+        if f.notes:
+            lines += [f"**{f.name}.** " + " ".join(f.notes), ""]
+    lines += ["### Concurrency steps", "",
+              "| streams | relay p50 / p99 (ms) | direct p50 / p99 (ms) | p99 added (ms) | tokens/s per stream, "
+              "relay / direct | app CPU % | app full GCs in window (longest, ms) | DynamoDB Local CPU % | "
+              "fake upstream CPU %, relay / direct | load generator CPU %, relay / direct | app RSS max (MB) | "
+              "failed streams |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for level in levels:
+        r, d = by[(level, "app")], by[(level, "direct")]
+        lines.append(
+            f"| {level} | {r.p50:.1f} / {r.p99:.1f} | {d.p50:.1f} / {d.p99:.1f} | {r.p99 - d.p99:+.1f} | "
+            f"{r.rate:.1f} / {d.rate:.1f} | {r.cpu['app']:.0f} | {len(r.gc_pauses)} "
+            f"({max(r.gc_pauses, default=0):.0f}) | {r.cpu['dynamodb']:.0f} | {r.cpu['mock']:.0f} / "
+            f"{d.cpu['mock']:.0f} | {r.cpu['bench']:.0f} / {d.cpu['bench']:.0f} | {r.rss_max:.0f} | "
+            f"{r.errors} / {d.errors} |")
+    lines += ["", "CPU columns: % of one core over the step. A level counts only while the baseline keeps up "
+              "(≥ 18 tokens/s per stream, p99 ≤ 50 ms).", ""]
+    for name, summary in profiles.items():
+        lines += [f"### Profile: {name} (py-spy --gil, app process)", ""]
+        if isinstance(summary, str):
+            lines += [f"Not available: {summary}", ""]
+            continue
+        lines += [f"{summary['samples']} samples of the thread holding the GIL (collapsed stacks: "
+                  f"`{summary['file']}`). Share by subsystem (first match on the stack):", ""]
+        lines += [f"- {k}: {v:.0f} %" for k, v in summary["subsystems"]]
+        lines += ["", "Top functions by self samples: " + "; ".join(f"`{k}` {v:.1f} %" for k, v in summary["self"]),
+                  ""]
+    if experiments:
+        lines += ["## Experiments, measured in this run", "",
+                  "Applied to a copy of the built artifacts; what is shipped is unchanged.", "",
+                  *experiments, ""]
+    lines += ["## What limits the missed goals", "", *limits(figures, raw), ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    (RESULTS / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / "raw.json").write_text(json.dumps({"figures": [asdict(f) for f in figures], **raw}, indent=1,
+                                                 default=str))
+    print(f"wrote {RESULTS / 'report.md'}", flush=True)
+
+
+def _shares(raw: dict, profile: str, top: int = 4) -> str:
+    summary = raw.get("profiles", {}).get(profile)
+    if not isinstance(summary, dict):
+        return "(no profile in this run)"
+    return ", ".join(f"{name} {share:.0f} %" for name, share in summary["subsystems"][:top])
+
+
+def limits(figures: list[Figure], raw: dict) -> list[str]:
+    """What limited each missed goal, from this run's numbers and profiles."""
+    missed = {f.name for f in figures if f.met is False}
+    out: list[str] = []
+    if "Added time to first token" in missed and "ttft" in raw:
+        t = raw["ttft"]
+        out.append(
+            f"- **Time to first token** (p50 {t['added'][0.5]:+.1f} ms): {t['before_upstream_p50']:+.1f} ms pass "
+            f"before the upstream sends its first token and {t['delivery_p50']:+.1f} ms between that send and the "
+            "client. Before the upstream: the request's own work (token check, body validation, quota and "
+            "conversation reads when enabled) and the relay's request to the upstream (now on a pooled "
+            "connection). After it: the response cannot start before the turn's start write to DynamoDB "
+            "(a `TransactWriteItems` through boto3 in a worker thread) has returned, "
+            "because a turn that could not be stored must be refused with an HTTP error, not a 200 stream. "
+            "The upstream request overlaps that write, so a model slower than the write hides it (see the sweep "
+            "above); only an instant fake upstream exposes it. Going below 2 ms would mean starting the stream "
+            "before the turn is stored, which #7 (nothing lost) rules out.")
+    if "Added inter-token latency" in missed and "itl" in raw:
+        out.append(
+            f"- **Inter-token latency** (p99 {raw['itl']['added_p99']:+.2f} ms, p50 {raw['itl']['added_p50']:+.2f} ms): "
+            "the median chunk crosses the relay in well under a millisecond; the tail is the event loop being "
+            "busy with something else when a chunk arrives: the once-a-second checkpoint (serialising the whole "
+            "answer so far and handing it to a worker thread), the stop poll, and garbage collection. "
+            "`gc.freeze()` at start-up (every entry point) keeps full collections short.")
+    if {"Concurrent streams on one core", "CPU per 1,000 relayed tokens"} & missed or (
+            "Concurrent streams on one core" in missed):
+        cpu = raw.get("cpu", {}).get("uvloop_httptools", {})
+        per_token = cpu.get("total")
+        ceiling = f"{1e6 / (per_token * 20):.0f}" if per_token else "?"
+        out.append(
+            f"- **Concurrency**: CPU bound. Each relayed token costs about {per_token or 0:.0f} CPU µs in the app "
+            f"(including its share of the turn's DynamoDB calls), so one core relays at most ~{1e6 / (per_token or 1):.0f} "
+            f"tokens/s, i.e. ~{ceiling} streams at 20 tokens/s, before the queueing delay grows without bound. "
+            f"Where the time goes (py-spy, 200 streams at 20 tokens/s): {_shares(raw, '200 streams at 20 tokens/s')}. "
+            "Per chunk, the libraries do most of it: httpcore/h11 parse each upstream chunk and enter an anyio "
+            "cancel scope per read, sse-starlette enters another per send, every ASGI middleware wraps every send, "
+            "and boto3 spends ~1-2 ms of CPU per checkpoint. The relay itself was cut to one task per turn (no "
+            "task or `asyncio.wait` per chunk). 1,000 streams × 20 tokens/s = 20,000 events/s on one core would "
+            "need ≤ 50 µs per token end to end, below what this Python stack spends on the HTTP layers alone; "
+            "the way there is fewer layers per chunk (a raw ASGI streaming endpoint and a leaner upstream "
+            "client), not a faster relay loop.")
+    if "Peak RSS of the app" in missed:
+        out.append(
+            "- **RSS**: most of it is there before the first stream: the idle process already holds the "
+            "imported libraries (boto3/botocore with the DynamoDB service model, pydantic models of every route, "
+            "Powertools, httpx) — see the idle baseline in the table; 100 streams add their connections, buffers "
+            "and partial answers on top. The bench app also runs uvloop and httptools, which the Lambda layer "
+            "does not ship (the built entry points' RSS after one request is the lower figure above).")
+    if "Cold start to first byte" in missed and "cold" in raw:
+        top = ", ".join(f"{k} {v:.0f}" for k, v in raw.get("imports", {}).get("main", {}).get("watch", {}).items())
+        out.append(
+            "- **Cold start**: import time. The bare app imports FastAPI and pydantic; the relay also needs boto3 "
+            "(through `boto3.dynamodb.types`, which pulls in s3transfer), httpx (whose `__init__` imports click "
+            "for its CLI), pydantic-settings, Powertools (logger, EMF metrics; jmespath) and PyJWT — "
+            f"cumulative ms at first import: {top}. `make build` now ships our own package with bytecode; the "
+            "dependencies' bytecode would take the artifacts past the 20 MB budget (measured above as an "
+            "experiment). The remaining gap is the libraries the product needs on its first request.")
+    return out or ["Every goal with a threshold was met in this run."]
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from chatrelay.local.dynamodb_local import free_port
+from chatrelay.local.processes import stop_process
+
 from tests.conftest import TABLE, TOKEN_SECRET
 
 CLIENTS = int(os.environ.get("LOAD_CLIENTS", "200"))
@@ -120,12 +121,7 @@ def stack(dynamodb):
         yield Stack(f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{mock_port}")
     finally:
         for process in (app, mock):
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 async def _read_events(response: httpx.Response):

@@ -20,6 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatrelay.local.paths import repo_root
+from chatrelay.local.processes import stop_process
 
 
 def find_jar() -> Path:
@@ -56,12 +57,7 @@ class DynamoDBLocal:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        stop_process(self.process)
 
 
 def start(port: int | None = None, data_dir: Path | None = None, timeout: float = 60.0) -> DynamoDBLocal:
