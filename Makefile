@@ -32,7 +32,7 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 dev: install
-	$(PY) -m chatrelay.local.devstack
+	$(PY) -m chatrelay_dev.local.devstack
 
 # pytest first: it also records the real server responses the mini-program kit's tests replay.
 test: install

@@ -17,7 +17,7 @@ import uvicorn
 
 from chatrelay.api.app import create_app
 from chatrelay.api.services import Services
-from chatrelay.local import dynamodb_local
+from chatrelay_dev.local import dynamodb_local
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
 

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatrelay.local.processes import stop_process
+from chatrelay_dev.local.processes import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
@@ -59,7 +59,7 @@ class Target:
 
 def _layer_dirs(function: str) -> tuple[list[Path], list[str]]:
     """Local layer directories of a built function, and the external (ARN) layers."""
-    from chatrelay.local.table import load_template
+    from chatrelay_dev.local.table import load_template
 
     template = load_template(BUILD / "template.yaml")
     layers = template["Resources"][function]["Properties"].get("Layers") or []

@@ -41,8 +41,8 @@ import coldstart
 import loadgen
 import profiling
 from chatrelay.auth.tokens import TokenService
-from chatrelay.local import dynamodb_local
-from chatrelay.local.table import ensure_table
+from chatrelay_dev.local import dynamodb_local
+from chatrelay_dev.local.table import ensure_table
 
 RESULTS = BENCH / "results"
 TABLE = "chatrelay-bench"
@@ -219,7 +219,7 @@ def start_stack(logs: Path, variants: tuple[str, ...]) -> Stack:
     pin_all_threads(ddb.process.pid, LOAD_CPU)
     ensure_table(dynamodb_local.local_client(ddb.endpoint), TABLE)
     mock_port = dynamodb_local.free_port()
-    mock = spawn("mock", [PY, "-m", "chatrelay.mockllm", "--port", str(mock_port)], logs, cpu=LOAD_CPU)
+    mock = spawn("mock", [PY, "-m", "chatrelay_dev.mockllm", "--port", str(mock_port)], logs, cpu=LOAD_CPU)
     apps = {}
     for name in variants:
         extra_env, flags = APP_VARIANTS[name]
@@ -748,7 +748,7 @@ def main() -> None:
         "`--loop asyncio --http h11` (what the Lambda layer ships) serves the second CPU figure.",
         "- App environment: " + ", ".join(f"`{k}={v}`" for k, v in APP_SETTINGS.items()) +
         " (production defaults; logs and EMF metrics go to a file).",
-        f"- Fake upstream: `python -m chatrelay.mockllm` (uvicorn, Starlette), `taskset -c {LOAD_CPU}`, asked for "
+        f"- Fake upstream: `python -m chatrelay_dev.mockllm` (uvicorn, Starlette), `taskset -c {LOAD_CPU}`, asked for "
         "`stamp=1` (each content chunk carries its send time). DynamoDB Local's threads and this load generator "
         f"(raw asyncio protocols on uvloop, one connection per stream) are pinned to CPU {LOAD_CPU} as well.",
         "- Workloads: time to first token: 3-token answers, upstream TTFT 20 ms; inter-token: 50-token answers "

@@ -20,9 +20,9 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from chatrelay.api.app import create_app  # noqa: E402
-from chatrelay.local import dynamodb_local  # noqa: E402
-from chatrelay.local.table import ensure_table  # noqa: E402
-from chatrelay.mockllm import MockConfig, create_mock_app  # noqa: E402
+from chatrelay_dev.local import dynamodb_local  # noqa: E402
+from chatrelay_dev.local.table import ensure_table  # noqa: E402
+from chatrelay_dev.mockllm import MockConfig, create_mock_app  # noqa: E402
 from chatrelay.settings import Settings  # noqa: E402
 from tests.support.servers import ServerThread  # noqa: E402
 

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from chatrelay.auth.tokens import TokenService
-from chatrelay.local.dynamodb_local import free_port
-from chatrelay.mockllm import answer_text
+from chatrelay_dev.local.dynamodb_local import free_port
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import TABLE, TOKEN_SECRET, login
 from tests.support.sse_client import iter_events, stream_chat
 
@@ -236,3 +236,14 @@ def test_built_streaming_function_streams_without_buffering(built_stream_functio
                     if len(seen) == 1:  # only now may the upstream send token 2
                         httpx.post(f"{mock_llm.url}/_mock/gates/{gate}", timeout=5).raise_for_status()
     assert "".join(seen) == answer_text(6)
+
+
+def test_built_layer_holds_the_package_and_no_development_tools():
+    """The fakes, DynamoDB Local and make dev's stack (chatrelay_dev) never ship to Lambda."""
+    assert (LAYER / "chatrelay" / "api" / "app.py").is_file()
+    shipped = {path.relative_to(LAYER).as_posix() for path in LAYER.rglob("*")}
+    dev_only = [p for p in shipped
+                if p.startswith("chatrelay_dev") or p.startswith(("chatrelay/mockllm", "chatrelay/local"))]
+    assert dev_only == []
+    for py in (LAYER / "chatrelay").rglob("*.py"):
+        assert "chatrelay_dev" not in py.read_text(encoding="utf-8"), py

@@ -10,8 +10,8 @@ import anyio
 import httpx
 import pytest
 from chatrelay.auth.wechat import WeChatApi
-from chatrelay.local.dynamodb_local import free_port
-from chatrelay.mockllm import answer_text
+from chatrelay_dev.local.dynamodb_local import free_port
+from chatrelay_dev.mockllm import answer_text
 from chatrelay.safety import AnswerSafetyMonitor, KeywordChecker, WeChatContentChecker
 
 from tests.conftest import login

@@ -10,7 +10,7 @@ import uuid
 import httpx
 import pytest
 
-from chatrelay.local.dynamodb_local import local_client
+from chatrelay_dev.local.dynamodb_local import local_client
 from chatrelay.observability import hash_user_id, logger
 from tests.conftest import TABLE, login
 from tests.support.sse_client import stream_chat

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chatrelay.mockllm import answer_text
+from chatrelay_dev.mockllm import answer_text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse

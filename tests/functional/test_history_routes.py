@@ -10,7 +10,7 @@ import uuid
 import httpx
 import jwt
 import pytest
-from chatrelay.mockllm import answer_text
+from chatrelay_dev.mockllm import answer_text
 
 from tests.conftest import TOKEN_SECRET, login
 from tests.support.servers import get_json, wait_until

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chatrelay.local.dynamodb_local import free_port
-from chatrelay.local.processes import stop_process
+from chatrelay_dev.local.dynamodb_local import free_port
+from chatrelay_dev.local.processes import stop_process
 
 from tests.conftest import TABLE, TOKEN_SECRET
 
@@ -102,7 +102,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(dynamodb):
     mock_port, app_port = free_port(), free_port()
-    mock = _process([sys.executable, "-m", "chatrelay.mockllm", "--port", str(mock_port)], {})
+    mock = _process([sys.executable, "-m", "chatrelay_dev.mockllm", "--port", str(mock_port)], {})
     app = _process(
         [sys.executable, "-m", "uvicorn", "chatrelay.api.asgi:app", "--host", "127.0.0.1", "--port", str(app_port),
          "--no-access-log", "--log-level", "warning"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from chatrelay.mockllm import answer_text, answer_tokens
+from chatrelay_dev.mockllm import answer_text, answer_tokens
 
 
 @pytest.fixture

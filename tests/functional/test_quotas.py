@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from chatrelay.local.dynamodb_local import local_client
+from chatrelay_dev.local.dynamodb_local import local_client
 from chatrelay.quotas import LeaseResult, QuotaStore
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from tests.conftest import TABLE, login

@@ -9,9 +9,9 @@ import uuid
 import httpx
 import pytest
 
-from chatrelay.local import dynamodb_local
-from chatrelay.local.table import ensure_table
-from chatrelay.mockllm import answer_text
+from chatrelay_dev.local import dynamodb_local
+from chatrelay_dev.local.table import ensure_table
+from chatrelay_dev.mockllm import answer_text
 from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
 from chatrelay.store.records import Turn
 from tests.conftest import TABLE, login

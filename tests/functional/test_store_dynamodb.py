@@ -10,7 +10,7 @@ import pytest
 
 from chatrelay import errors
 from chatrelay.ids import message_id_for_request, new_ulid
-from chatrelay.local import dynamodb_local
+from chatrelay_dev.local import dynamodb_local
 from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
 from chatrelay.store.records import Turn, TurnStatus
 from tests.conftest import TABLE

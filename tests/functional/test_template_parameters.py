@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from chatrelay.local.table import load_template
+from chatrelay_dev.local.table import load_template
 from chatrelay.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

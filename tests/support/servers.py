@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from chatrelay.local.dynamodb_local import free_port
+from chatrelay_dev.local.dynamodb_local import free_port
 
 
 class ServerThread:

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 
-from chatrelay.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
+from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 from tests.support.servers import ServerThread
 
 CONFIG = WeChatFakeConfig(risky_words=("forbidden-word", "违禁词"))

@@ -17,7 +17,7 @@ from botocore.exceptions import (
 )
 
 from chatrelay import errors
-from chatrelay.mockllm import eventstream
+from chatrelay_dev.mockllm import eventstream
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 from chatrelay.providers.bedrock_converse import BedrockConverseProvider, translate
 

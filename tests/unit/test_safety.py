@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from chatrelay.auth.wechat import WeChatApi
-from chatrelay.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
+from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 from chatrelay.safety import (
     MAX_CHECK_CHARS,
     AllCheckers,

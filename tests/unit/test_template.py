@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from chatrelay.local.table import load_template
+from chatrelay_dev.local.table import load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE["Resources"]

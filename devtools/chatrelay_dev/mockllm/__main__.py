@@ -1,4 +1,4 @@
-"""Run a fake upstream: ``python -m chatrelay.mockllm --port 8001`` (OpenAI-compatible), or
+"""Run a fake upstream: ``python -m chatrelay_dev.mockllm --port 8001`` (OpenAI-compatible), or
 ``--protocol anthropic|bedrock|baidu`` for the native-protocol fakes (same knobs)."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import argparse
 
 import uvicorn
 
-from chatrelay.mockllm import anthropic_fake, baidu_fake, bedrock_fake
-from chatrelay.mockllm.server import FAULTS, MockConfig, create_mock_app
+from chatrelay_dev.mockllm import anthropic_fake, baidu_fake, bedrock_fake
+from chatrelay_dev.mockllm.server import FAULTS, MockConfig, create_mock_app
 
 FACTORIES = {
     "openai": create_mock_app,
@@ -21,7 +21,7 @@ ALL_FAULTS = FAULTS | anthropic_fake.FAULTS | bedrock_fake.FAULTS | baidu_fake.F
 
 def main(argv: list[str] | None = None) -> None:
     defaults = MockConfig()
-    parser = argparse.ArgumentParser(prog="python -m chatrelay.mockllm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m chatrelay_dev.mockllm", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--ttft", type=float, default=defaults.ttft, help="seconds before the first token")

@@ -19,8 +19,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chatrelay.local.paths import repo_root
-from chatrelay.local.processes import stop_process
+from chatrelay_dev.local.paths import repo_root
+from chatrelay_dev.local.processes import stop_process
 
 
 def find_jar() -> Path:

@@ -33,8 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chatrelay.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
-from chatrelay.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_text, answer_tokens
+from chatrelay_dev.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
+from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_text, answer_tokens
 
 FAULTS = {"none", "http_429", "http_529", "http_500", "http_401", "cut", "stall", "malformed", "error_event"}
 _HTTP_FAULTS = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from chatrelay.local.paths import repo_root
+from chatrelay_dev.local.paths import repo_root
 
 TABLE_RESOURCE = "ChatTable"
 

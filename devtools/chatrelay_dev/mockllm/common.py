@@ -1,7 +1,7 @@
 """What the native-protocol fakes share with the OpenAI fake: knobs, gates, request log.
 
 Each fake (``anthropic_fake``, ``bedrock_fake``, ``baidu_fake``) subclasses
-:class:`chatrelay.mockllm.server.MockLLM` for its gates (``POST /_mock/gates/{name}``)
+:class:`chatrelay_dev.mockllm.server.MockLLM` for its gates (``POST /_mock/gates/{name}``)
 and request log (``GET /_mock/requests``), and reads the same ``[mock ...]``
 directive from the last user message. The answer text is the OpenAI fake's
 (``answer_tokens(n)``), so tests compare every vendor's stream with one function.
@@ -16,7 +16,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from chatrelay.mockllm.server import MockConfig, MockLLM
+from chatrelay_dev.mockllm.server import MockConfig, MockLLM
 
 _USER_TEXT_KEYS = ("text", "content")
 

@@ -17,9 +17,9 @@ import time
 import httpx
 import uvicorn
 
-from chatrelay.local import dynamodb_local
-from chatrelay.local.paths import repo_root
-from chatrelay.local.table import ensure_table
+from chatrelay_dev.local import dynamodb_local
+from chatrelay_dev.local.paths import repo_root
+from chatrelay_dev.local.table import ensure_table
 
 USAGE = """
 chatrelay is up on {base}
@@ -76,7 +76,7 @@ def main() -> None:
         else:
             mock_port = int(os.environ.get("MOCK_LLM_PORT", "8001"))
             children.append(
-                subprocess.Popen([sys.executable, "-m", "chatrelay.mockllm", "--port", str(mock_port)])
+                subprocess.Popen([sys.executable, "-m", "chatrelay_dev.mockllm", "--port", str(mock_port)])
             )
             upstream = f"http://127.0.0.1:{mock_port}/v1"
             os.environ["MOCK_LLM_BASE_URL"] = upstream

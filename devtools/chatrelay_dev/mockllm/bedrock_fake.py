@@ -38,9 +38,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from chatrelay.mockllm import eventstream
-from chatrelay.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
-from chatrelay.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_tokens
+from chatrelay_dev.mockllm import eventstream
+from chatrelay_dev.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
+from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_tokens
 
 FAULTS = {"none", "http_429", "http_500", "http_503", "model_not_ready", "http_403", "http_400", "cut", "stall",
           "error_event"}

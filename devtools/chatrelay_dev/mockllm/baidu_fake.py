@@ -34,8 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chatrelay.mockllm.common import Cut, before_token, control_routes, last_user_text, prompt_tokens
-from chatrelay.mockllm.server import MockConfig, MockLLM, answer_text, answer_tokens
+from chatrelay_dev.mockllm.common import Cut, before_token, control_routes, last_user_text, prompt_tokens
+from chatrelay_dev.mockllm.server import MockConfig, MockLLM, answer_text, answer_tokens
 
 FAULTS = {"none", "http_429", "qps_limit", "http_500", "http_401", "cut", "stall", "malformed"}
 ERROR_MESSAGES = {
