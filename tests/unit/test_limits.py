@@ -7,7 +7,8 @@ import json
 import pytest
 
 from chatrelay import errors
-from chatrelay.api.limits import check_prompt, json_depth_exceeds
+from chatrelay.api.limits import json_depth_exceeds
+from chatrelay.turns import check_prompt
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 from chatrelay.providers.registry import build_presets
 from chatrelay.settings import Settings
 from chatrelay.store.records import Turn, TurnStatus
-from chatrelay.streaming.relay import build_messages
+from chatrelay.turns import build_messages
 
 
 def _turn(i: int, status=TurnStatus.COMPLETE, answer=None) -> Turn:

@@ -29,14 +29,18 @@
         ├── UpstreamDisconnected         upstream_disconnected
         └── UpstreamProtocolError        upstream_bad_response
 
-Codes that only appear in ``event: error`` of a stream: ``answer_too_long`` and
-``answer_time_limit`` (hard caps reached; the partial answer is kept),
-``not_saved`` (the answer could not be stored), ``question_blocked`` (the content
-check refused the question; the turn is stored ``blocked``, the model never asked) and
-``answer_blocked`` (the content check refused part of the answer). ``interrupted`` is the error code a
-turn gets when the stream generating it vanished (a crashed instance). ``internal_error`` (500) is the
-catch-all. Lower libraries' exceptions (httpx, botocore) are translated into this
-tree at the module that calls them, never let through.
+Codes that only appear in ``event: error`` of a stream (the response is already 200), with
+the message each carries, are in ``STREAM_ERRORS`` below: ``question_blocked`` (the content
+check refused the question; the turn is stored ``blocked``, the model never asked),
+``answer_blocked`` (the content check refused part of the answer; the event carries the safe
+``offset``), ``not_saved`` (the answer could not be stored), ``interrupted`` (the error code a
+turn gets when the stream generating it vanished: a crashed instance), ``not_found`` (the turn
+was deleted while being followed) and ``internal_error``. An upstream failure mid-stream
+reaches the client as ``event: error`` with the ``Upstream*`` code above. Hard caps (answer
+length, duration, the Lambda deadline) are not errors: the stream ends with ``done`` and
+``finishReason`` ``length_cap``, ``time_cap`` or ``lambda_timeout``. ``internal_error`` (500) is
+also the HTTP catch-all. Lower libraries' exceptions (httpx, botocore) are translated into this
+tree at the one module that calls each library, never let through.
 """
 
 from __future__ import annotations
@@ -256,3 +260,21 @@ class WeChatBusy(WeChatError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+# Codes and messages of failures that reach the client only inside a stream (``event: error``).
+QUESTION_BLOCKED = "question_blocked"
+ANSWER_BLOCKED = "answer_blocked"
+NOT_SAVED = "not_saved"
+INTERRUPTED = "interrupted"
+ANSWER_FAILED = "the answer failed"
+STREAM_ERRORS: dict[str, str] = {
+    QUESTION_BLOCKED: "the question was refused by the content check",
+    ANSWER_BLOCKED: "part of the answer was refused by the content check",
+    NOT_SAVED: "the answer could not be saved",
+    INTERRUPTED: ANSWER_FAILED,
+    ChatRelayError.code: ANSWER_FAILED,
+}
+# What a follower (resume, a retried requestId) says when the turn it follows ends badly.
+FOLLOW_TIMEOUT = "the answer is taking too long; try again later"
+FOLLOWED_TURN_DELETED = "the message was deleted"

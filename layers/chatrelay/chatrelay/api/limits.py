@@ -1,4 +1,5 @@
-"""Input limits enforced before a route runs: body size, JSON nesting, prompt characters.
+"""Input limits enforced before a route runs: body size and JSON nesting (the prompt's own rules
+are in ``chatrelay/turns/validation.py``).
 
 ``RequestLimitsMiddleware`` is a pure ASGI middleware (a ``BaseHTTPMiddleware``
 would sit between the app and a streamed response). It reads the request body
@@ -22,8 +23,6 @@ from chatrelay import errors
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
-# Control characters (Unicode Cc) other than tab, line feed and carriage return.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
@@ -39,15 +38,6 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
         else:
             depth = max(0, depth - 1)
     return False
-
-
-def check_prompt(prompt: str) -> None:
-    """Refuse control characters other than tab, LF and CR (422, field ``prompt``)."""
-    found = _CONTROL.search(prompt)
-    if found:
-        raise errors.InvalidRequest(
-            f"prompt contains the control character U+{ord(found.group()):04X}", field="prompt"
-        )
 
 
 async def _send_error(send: Send, status: int, body: dict[str, object]) -> None:

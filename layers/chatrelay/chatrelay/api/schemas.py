@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from chatrelay.turns import TurnRequest
 
 Id = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 
@@ -14,7 +16,7 @@ class ChatStreamRequest(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, coerce_numbers_to_str=True, extra="ignore")
 
-    prompt: str = Field(min_length=1, description="The user's question.")
+    prompt: str = Field(min_length=1, description="The user's question (rules: chatrelay/turns/validation.py).")
     conversation_id: Id | None = Field(None, alias="conversationId", description="Absent: a new conversation.")
     model: str | None = Field(
         None,
@@ -28,22 +30,13 @@ class ChatStreamRequest(BaseModel):
     terminal: str | None = Field(None, max_length=64)
     window: str | None = Field(None, max_length=64)
 
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("prompt must not be blank")
-        return value
+    def to_turn_request(self) -> TurnRequest:
+        return TurnRequest(prompt=self.prompt, conversation_id=self.conversation_id, model=self.model,
+                           request_id=self.request_id, terminal=self.terminal, window=self.window)
 
 
 class DevLoginRequest(BaseModel):
     user_id: str = Field(alias="userId", pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")
-
-
-class TokenResponse(BaseModel):
-    token: str
-    token_type: Literal["Bearer"] = Field("Bearer", serialization_alias="tokenType")
-    expires_in: int = Field(serialization_alias="expiresIn")
 
 
 class FeedbackRequest(BaseModel):
@@ -54,8 +47,3 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     field: str | None = None
-
-
-class PageResponse(BaseModel):
-    items: list[dict[str, Any]]
-    next_cursor: str | None = Field(None, serialization_alias="nextCursor")

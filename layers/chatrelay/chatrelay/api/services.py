@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
 from fastapi import Request
 
@@ -17,6 +18,7 @@ from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.turns import TurnService
 
 
 @dataclass
@@ -31,6 +33,12 @@ class Services:
     """None unless a WeChat app id and secret are configured (then WeChat login works)."""
     safety: ContentSafety | None = None
     """None unless CHATRELAY_CONTENT_SAFETY is on."""
+
+    @cached_property
+    def turns(self) -> TurnService:
+        """Starting and resuming turns (the chat routes' one dependency)."""
+        return TurnService(settings=self.settings, store=self.store, registry=self.registry, quotas=self.quotas,
+                           safety=self.safety)
 
     async def aclose(self) -> None:
         await self.registry.aclose()

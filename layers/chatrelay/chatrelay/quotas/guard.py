@@ -26,9 +26,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from chatrelay import errors
+from chatrelay.events import OnEnd, TurnOutcome
 from chatrelay.observability import hash_user_id, logger
 from chatrelay.quotas.store import LeaseResult, QuotaStore
-from chatrelay.streaming.relay import OnEnd, TurnOutcome
 
 STREAMS_RETRY_AFTER = 5
 """Seconds a client refused for too many streams is told to wait (streams end or can be stopped)."""

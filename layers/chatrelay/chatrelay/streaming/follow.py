@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator
 
 import anyio
 
+from chatrelay import errors
+from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, TurnStatus
-from chatrelay.streaming.relay import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
 
 
 async def follow_turn(
@@ -42,21 +43,20 @@ async def follow_turn(
         if turn.status is not TurnStatus.STREAMING:
             break
         if time.monotonic() > deadline:
-            yield ErrorEvent("upstream_timeout", "the answer is taking too long; try again later")
+            yield ErrorEvent(errors.UpstreamTimeout.code, errors.FOLLOW_TIMEOUT)
             return
         await anyio.sleep(poll_interval)
         refreshed = await store.get_turn(user_id, turn.message_id)
         if refreshed is None:  # deleted meanwhile
-            yield ErrorEvent("not_found", "the message was deleted")
+            yield ErrorEvent(errors.NotFound.code, errors.FOLLOWED_TURN_DELETED)
             return
         turn = refreshed
     if turn.status is TurnStatus.FAILED:
-        yield ErrorEvent(turn.error_code or "upstream_error", "the answer failed")
+        yield ErrorEvent(turn.error_code or errors.UpstreamError.code, errors.ANSWER_FAILED)
     elif turn.status is TurnStatus.BLOCKED:
         # The follower may have sent checkpointed text past the cut: the offset tells the client where to cut.
-        if turn.error_code == "answer_blocked":
-            yield ErrorEvent("answer_blocked", "part of the answer was refused by the content check",
-                             offset=len(turn.answer))
+        if turn.error_code == errors.ANSWER_BLOCKED:
+            yield ErrorEvent.stream_only(errors.ANSWER_BLOCKED, offset=len(turn.answer))
         else:
-            yield ErrorEvent(turn.error_code or "question_blocked", "the question was refused by the content check")
+            yield ErrorEvent.stream_only(errors.QUESTION_BLOCKED)
     yield DoneEvent(turn.finish_reason or turn.status.value, turn.usage)

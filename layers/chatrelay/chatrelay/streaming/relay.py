@@ -36,68 +36,28 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
 from chatrelay import errors
+from chatrelay.events import (
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    MetaEvent,
+    OnEnd,
+    ReasoningEvent,
+    RelayEvent,
+    TurnOutcome,
+)
 from chatrelay.observability import logger, record_turn
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage
 from chatrelay.safety.monitor import AnswerSafetyMonitor
+from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, TurnStatus
-
-
-@dataclass(frozen=True, slots=True)
-class MetaEvent:
-    conversation_id: str
-    message_id: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class DeltaEvent:
-    text: str
-    offset: int
-    """Characters (code points) of the answer so far, this delta included."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReasoningEvent:
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    code: str
-    message: str
-    offset: int | None = None
-    """For ``answer_blocked``: the answer's safe length; the client drops the text after it."""
-
-
-@dataclass(frozen=True, slots=True)
-class DoneEvent:
-    finish_reason: str
-    usage: dict[str, int] | None = None
-
-
-RelayEvent = MetaEvent | DeltaEvent | ReasoningEvent | ErrorEvent | DoneEvent
-
-
-@dataclass(frozen=True, slots=True)
-class TurnOutcome:
-    """How a turn ended; handed to ``on_end`` hooks (quota accounting, for one)."""
-
-    user_id: str
-    message_id: str
-    status: TurnStatus
-    usage: dict[str, int] | None
-    answer_chars: int
-    saved: bool
-
-
-OnEnd = Callable[[TurnOutcome], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -113,6 +73,19 @@ class RelayLimits:
     """``time.monotonic()`` by which the turn must have ended (the Lambda invocation's
     deadline less a margin); the turn ends ``truncated`` rather than be killed."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, deadline: float | None = None) -> RelayLimits:
+        return cls(
+            first_token_timeout=settings.first_token_timeout,
+            idle_timeout=settings.idle_timeout,
+            max_answer_seconds=settings.max_answer_seconds,
+            max_answer_chars=settings.max_answer_chars,
+            stop_poll_interval=settings.stop_poll_interval,
+            checkpoint_interval=settings.checkpoint_interval,
+            heartbeat_interval=settings.heartbeat_interval,
+            deadline=deadline,
+        )
+
 
 @dataclass(slots=True)
 class _Progress:
@@ -122,25 +95,6 @@ class _Progress:
     usage: Usage | None = None
     finish_reason: str | None = None
     ttft_ms: int | None = None
-
-
-def build_messages(system_prompt: str, history: Sequence[Turn], prompt: str, max_chars: int) -> list[ChatMessage]:
-    """System prompt, then as many of the latest turns as fit ``max_chars``, then the question."""
-    kept: list[Turn] = []
-    budget = max_chars - len(prompt)
-    for turn in reversed(history):
-        if not turn.answer or turn.status not in (TurnStatus.COMPLETE, TurnStatus.STOPPED, TurnStatus.TRUNCATED):
-            continue
-        cost = len(turn.question) + len(turn.answer)
-        if cost > budget:
-            break
-        budget -= cost
-        kept.append(turn)
-    messages = [ChatMessage("system", system_prompt)] if system_prompt else []
-    for turn in reversed(kept):
-        messages += [ChatMessage("user", turn.question), ChatMessage("assistant", turn.answer)]
-    messages.append(ChatMessage("user", prompt))
-    return messages
 
 
 class TurnRelay:
@@ -302,8 +256,8 @@ class TurnRelay:
                 emit(event)
         except Exception:
             logger.exception("relay failed")
-            emit(ErrorEvent("internal_error", "the answer failed"))
-            for event in await self._end(TurnStatus.FAILED, "error", started, error_code="internal_error"):
+            emit(ErrorEvent.stream_only(errors.ChatRelayError.code))
+            for event in await self._end(TurnStatus.FAILED, "error", started, error_code=errors.ChatRelayError.code):
                 emit(event)
         finally:
             # Runs on every exit, including a cancellation from outside (the client went
@@ -382,11 +336,10 @@ class TurnRelay:
             # Whatever ended the turn, what is stored is checked: the unchecked tail now.
             cut = await self._safety.finish()
             if cut is not None:
-                status, finish_reason, error_code = TurnStatus.BLOCKED, "blocked", "answer_blocked"
+                status, finish_reason, error_code = TurnStatus.BLOCKED, "blocked", errors.ANSWER_BLOCKED
                 answer = answer[:cut]
                 logger.info("answer blocked", extra={"offset": cut, "checks": self._safety.checks})
-                closing.append(ErrorEvent("answer_blocked", "part of the answer was refused by the content check",
-                                          offset=cut))
+                closing.append(ErrorEvent.stream_only(errors.ANSWER_BLOCKED, offset=cut))
         usage = progress.usage.to_dict() if progress.usage else None
         duration_ms = int((time.monotonic() - started) * 1000)
         saved = True
@@ -430,7 +383,7 @@ class TurnRelay:
         if quiet:
             return []
         if not saved:
-            return [*closing, ErrorEvent("not_saved", "the answer could not be saved")]
+            return [*closing, ErrorEvent.stream_only(errors.NOT_SAVED)]
         return [*closing, DoneEvent(finish_reason, usage)]
 
     @property

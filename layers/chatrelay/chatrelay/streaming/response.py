@@ -26,7 +26,7 @@ from typing import Literal
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from chatrelay.streaming.relay import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
+from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
 
 StreamFormat = Literal["json", "text"]
 SEP = "\n"

@@ -1,0 +1,228 @@
+"""Starting and resuming a turn, whatever HTTP surface asked for it.
+
+``TurnService.start`` is the whole use case of a new question, in this order:
+
+1. the prompt's rules (``validation.py``) and the model (the registry), then
+2. admission, before any upstream call and before anything is stored: the conversation's
+   length and the per-user quotas, side by side (one round trip of latency);
+3. the content check of the question: a refused one is stored ``blocked`` and never sent
+   upstream;
+4. the turn's start write; for a new conversation without a ``requestId`` the upstream
+   request is sent at the same time (the model's time to first token overlaps the write;
+   never with a ``requestId``: a retry must never reach the model twice), and for an
+   existing conversation its history is read at the same time;
+5. a duplicate ``requestId`` replays (and follows) the stored turn, one path for every kind of
+   turn; otherwise the relay streams the answer.
+
+Refusals in steps 1-3 raise ``chatrelay.errors`` (4xx) with nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from chatrelay import errors
+from chatrelay.events import DoneEvent, ErrorEvent, MetaEvent, RelayEvent
+from chatrelay.ids import message_id_for_request, new_ulid
+from chatrelay.observability import hash_user_id, logger
+from chatrelay.providers.base import Provider, StreamParams
+from chatrelay.providers.registry import Preset, ProviderRegistry
+from chatrelay.quotas import Admission, QuotaGuard
+from chatrelay.safety import ContentSafety
+from chatrelay.settings import Settings
+from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
+from chatrelay.store.records import Turn, TurnStatus
+from chatrelay.streaming.follow import follow_turn
+from chatrelay.streaming.relay import RelayLimits, TurnRelay
+from chatrelay.turns.context import build_messages
+from chatrelay.turns.validation import check_prompt
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRequest:
+    """A new question, as any surface received it (already type-checked)."""
+
+    prompt: str
+    conversation_id: str | None = None
+    model: str | None = None
+    request_id: str | None = None
+    terminal: str | None = None
+    window: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStream:
+    """A turn's identity and its events, for a route to wrap in a response."""
+
+    conversation_id: str
+    message_id: str
+    model: str
+    events: AsyncIterator[RelayEvent]
+
+
+class TurnService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: DynamoDBChatStore,
+        registry: ProviderRegistry,
+        quotas: QuotaGuard | None = None,
+        safety: ContentSafety | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._registry = registry
+        self._quotas = quotas if quotas is not None and quotas.enabled else None
+        self._safety = safety
+
+    async def start(self, user_id: str, request: TurnRequest, *, deadline: float | None = None) -> TurnStream:
+        """Admit, check and start a turn; ``deadline`` is the ``time.monotonic()`` it must end by."""
+        check_prompt(request.prompt, max_chars=self._settings.max_prompt_chars)
+        preset, provider = self._registry.resolve(request.model)
+        message_id = message_id_for_request(user_id, request.request_id) if request.request_id else new_ulid()
+        admission = await self._admit(user_id, request.conversation_id, message_id)
+        try:
+            return await self._open(user_id, request, preset, provider, message_id, admission, deadline)
+        except BaseException:
+            if admission is not None:
+                await admission.release()
+            raise
+
+    async def resume(self, user_id: str, message_id: str, *, after: int = 0) -> TurnStream:
+        """A stored turn from ``after`` on, followed while another stream is still writing it."""
+        turn = await self._store.get_turn(user_id, message_id)
+        if turn is None:
+            raise errors.NotFound("message not found")
+        return self._stream(turn, self._follow(user_id, turn, after=after))
+
+    async def _admit(self, user_id: str, conversation_id: str | None, message_id: str) -> Admission | None:
+        async def conversation_room() -> None:
+            max_turns = self._settings.max_conversation_turns
+            if conversation_id is None or not max_turns:
+                return
+            conversation = await self._store.get_conversation(user_id, conversation_id)
+            if conversation is None:
+                raise errors.NotFound("conversation not found", field="conversationId")
+            if conversation.turn_count >= max_turns:
+                raise errors.ConversationTooLong(
+                    f"a conversation holds at most {max_turns} turns; start a new one", field="conversationId"
+                )
+
+        async def quotas() -> Admission | None:
+            return None if self._quotas is None else await self._quotas.admit(user_id, message_id)
+
+        room, admitted = await asyncio.gather(conversation_room(), quotas(), return_exceptions=True)
+        if isinstance(room, BaseException):
+            if isinstance(admitted, Admission):
+                await admitted.release()
+            raise room
+        if isinstance(admitted, BaseException):
+            raise admitted
+        return admitted
+
+    async def _question_blocked(self, user_id: str, prompt: str) -> bool:
+        if self._safety is None:
+            return False
+        verdict = await self._safety.question_verdict(prompt, user_id=user_id)
+        if not self._safety.blocks(verdict):
+            return False
+        logger.info("question blocked", extra={"user": hash_user_id(user_id), "label": verdict.label,
+                                               "checker": verdict.source})
+        return True
+
+    async def _open(
+        self,
+        user_id: str,
+        request: TurnRequest,
+        preset: Preset,
+        provider: Provider,
+        message_id: str,
+        admission: Admission | None,
+        deadline: float | None,
+    ) -> TurnStream:
+        turn = Turn(
+            message_id=message_id,
+            conversation_id=request.conversation_id or new_ulid(),
+            question=request.prompt,
+            model=preset.name,
+            created_at=utc_now(),
+            terminal=request.terminal,
+            window=request.window,
+            request_id=request.request_id,
+            provider=preset.name,
+        )
+        blocked = await self._question_blocked(user_id, request.prompt)
+        if blocked and admission is not None:
+            await admission.release()  # no stream will run
+            admission = None
+        limits = RelayLimits.from_settings(self._settings, deadline=deadline)
+
+        def relay_for(history: list[Turn]) -> TurnRelay:
+            settings = self._settings
+            messages = build_messages(settings.system_prompt, history, request.prompt, settings.context_max_chars)
+            on_end = [admission.on_end(sum(len(m.content) for m in messages))] if admission is not None else []
+            return TurnRelay(
+                store=self._store, provider=provider, user_id=user_id, turn=turn, messages=messages,
+                params=StreamParams(model=preset.model, max_tokens=settings.max_output_tokens), limits=limits,
+                on_end=on_end, safety=self._safety.answer_monitor(user_id) if self._safety is not None else None,
+            )
+
+        relay: TurnRelay | None = None
+        history_read: asyncio.Task[list[Turn]] | None = None
+        if not blocked and request.conversation_id is None and request.request_id is None:
+            relay = relay_for([])
+            relay.prefetch()
+        elif not blocked and request.conversation_id is not None:
+            history_read = asyncio.create_task(self._store.recent_turns(
+                user_id, request.conversation_id, self._settings.context_max_turns + 1))
+        try:
+            start = await self._store.start_turn(user_id, request.conversation_id, turn)
+        except BaseException:
+            await _abandon(relay, history_read)
+            raise
+        turn = start.turn
+        if start.duplicate:
+            await _abandon(relay, history_read)
+            if admission is not None:
+                await admission.release()  # the first attempt holds (or held) the stream's lease
+            # A retried requestId never asks the model again: replay the stored turn, and
+            # follow it if the first attempt is still streaming.
+            return self._stream(turn, self._follow(user_id, turn))
+        if blocked:
+            return self._stream(turn, await self._refuse(user_id, turn))
+        if relay is None:
+            history = [t for t in (await history_read if history_read else []) if t.message_id != turn.message_id]
+            relay = relay_for(history[-self._settings.context_max_turns :])
+        return self._stream(turn, relay.events(finish_on_disconnect=self._settings.finish_on_disconnect))
+
+    async def _refuse(self, user_id: str, turn: Turn) -> AsyncIterator[RelayEvent]:
+        """Store the turn as ``blocked`` (the model is never asked); the events tell the client why."""
+        await self._store.finish_turn(user_id, turn.message_id, status=TurnStatus.BLOCKED, answer="",
+                                      finish_reason="blocked", error_code=errors.QUESTION_BLOCKED)
+
+        async def refusal() -> AsyncIterator[RelayEvent]:
+            yield MetaEvent(turn.conversation_id, turn.message_id, turn.model)
+            yield ErrorEvent.stream_only(errors.QUESTION_BLOCKED)
+            yield DoneEvent("blocked", None)
+
+        return refusal()
+
+    def _follow(self, user_id: str, turn: Turn, *, after: int = 0) -> AsyncIterator[RelayEvent]:
+        settings = self._settings
+        return follow_turn(self._store, user_id, turn, after=after, poll_interval=settings.resume_poll_interval,
+                           max_seconds=settings.max_answer_seconds)
+
+    @staticmethod
+    def _stream(turn: Turn, events: AsyncIterator[RelayEvent]) -> TurnStream:
+        return TurnStream(turn.conversation_id, turn.message_id, turn.model, events)
+
+
+async def _abandon(relay: TurnRelay | None, history_read: asyncio.Task | None) -> None:
+    """Undo the work started alongside the start write (a duplicate, or the write failed)."""
+    if relay is not None:
+        await relay.discard()
+    if history_read is not None:
+        history_read.cancel()
