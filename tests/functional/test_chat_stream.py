@@ -230,3 +230,94 @@ def test_large_model_alias_selects_a_preset(app_server, token):
     result = stream_chat(app_server.url, token, {"prompt": "alias [mock tokens=2]", "largeModel": "mock"})
     assert result.meta["model"] == "mock"
     assert result.text == answer_text(2)
+
+
+# --- format=text as naive clients read it (issue 13): `answer += e.data` until [DONE] ------------
+
+def test_text_format_a_naive_client_ends_with_exactly_the_stored_answer(app_server, token, api):
+    result = stream_chat(app_server.url, token, {"prompt": "naive [mock tokens=30]"}, fmt="text")
+    [turn] = _messages(api, result.headers["x-conversation-id"])
+    assert turn["status"] == "complete"
+    assert result.naive_text == turn["answer"] == answer_text(30)
+    # every event with data is answer text: no named event carries data a client could append
+    assert {e.event for e in result.events} == {"message"}
+    # the metadata and the ending travel in comments; the message id is in the stream itself
+    [meta] = result.comments("meta")
+    assert meta == {"conversationId": turn["conversationId"], "messageId": turn["messageId"], "model": turn["model"]}
+    assert result.comments("done")[0]["finishReason"] == "stop"
+    assert result.raw.endswith(b"data: [DONE]\n\n")
+
+
+def test_text_format_failure_leaves_the_partial_answer_and_says_why_in_a_comment(app_server, token, api):
+    result = stream_chat(app_server.url, token, {"prompt": "cut [mock tokens=10 fault=cut fault_after=4]"},
+                         fmt="text")
+    [turn] = _messages(api, result.headers["x-conversation-id"])
+    assert turn["status"] == "failed"
+    assert result.naive_text == turn["answer"] == answer_text(4)
+    assert result.comments("error")[0]["code"] == "upstream_disconnected"
+    assert result.comments("done")[0]["finishReason"] == "error"
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_cr_and_crlf_reach_the_client_as_sent(app_server, token, api, fmt):
+    # the fake sends "a\r\nb\rc\n\nd " as chunk 2 (percent-decoded)
+    prompt = "breaks [mock tokens=5 say=a%0D%0Ab%0Dc%0A%0Ad say_at=2]"
+    result = stream_chat(app_server.url, token, {"prompt": prompt}, fmt=fmt)
+    [turn] = _messages(api, result.headers["x-conversation-id"])
+    assert "a\r\nb\rc\n\nd " in turn["answer"]
+    if fmt == "json":
+        assert result.text == turn["answer"]
+    else:
+        assert result.exact_text == turn["answer"]  # each data line ends with the break it had
+        assert result.naive_text == turn["answer"].replace("\r\n", "\n").replace("\r", "\n")
+    offsets = [int(e.id) for e in result.events if e.id]
+    assert offsets[-1] == len(turn["answer"])
+
+
+def test_text_format_resume_follows_the_same_rules(app_server, token, api):
+    full = stream_chat(app_server.url, token, {"prompt": "[mock tokens=12 interval=0 say=x%0Dy say_at=3]"})
+    message_id = full.meta["messageId"]
+    with httpx.Client(timeout=10) as client, client.stream(
+        "GET", f"{app_server.url}/v1/messages/{message_id}/stream", params={"format": "text", "after": 2},
+        headers={"Authorization": f"Bearer {token}"},
+    ) as response:
+        raw = bytearray()
+        events = list(iter_events(response, raw))
+    from tests.support.sse_client import StreamResult
+
+    resumed = StreamResult(200, response.headers, events, bytes(raw))
+    assert resumed.exact_text == full.text[2:]
+    assert resumed.comments("meta")[0]["messageId"] == message_id
+    assert resumed.comments("done")[0]["finishReason"] == "stop"
+
+
+@pytest.mark.parametrize("prompt", [5, 5.5, True, None, ["a"], {"a": 1}])
+def test_a_prompt_that_is_not_a_string_is_422_and_stores_nothing(app_server, token, api, prompt):
+    before = api.get("/v1/conversations").json()["items"]
+    result = stream_chat(app_server.url, token, {"prompt": prompt})
+    assert result.status == 422
+    assert json.loads(result.raw)["field"] == "prompt"
+    assert api.get("/v1/conversations").json()["items"] == before
+
+
+@pytest.mark.parametrize("body", [b'{"prompt": 1e400}', b'{"prompt": NaN}', b'{"prompt": Infinity}'])
+def test_non_finite_numbers_as_prompt_are_422(app_server, token, body):
+    response = httpx.post(f"{app_server.url}/v1/chat/stream", content=body, timeout=10,
+                          headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_request"
+
+
+@pytest.mark.parametrize("prompt", ["\u200b\u200b", "\u2060 \ufeff", "\u00ad", "\u3000\u200d"])
+def test_a_prompt_of_only_invisible_characters_never_reaches_the_model(app_server, token, mock_llm, prompt):
+    marker = uuid.uuid4().hex
+    result = stream_chat(app_server.url, token, {"prompt": prompt, "terminal": marker})
+    assert result.status == 422
+    assert json.loads(result.raw)["field"] == "prompt"
+
+
+@pytest.mark.parametrize("field", ["terminal", "window"])
+def test_control_characters_in_terminal_and_window_are_422(app_server, token, field):
+    result = stream_chat(app_server.url, token, {"prompt": "hi [mock tokens=1]", field: "ios\x00\x1b[2J"})
+    assert result.status == 422
+    assert json.loads(result.raw)["field"] == field

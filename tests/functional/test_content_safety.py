@@ -97,8 +97,10 @@ def test_text_format_gets_the_refusal_too(server):
     token = wechat_token(server.url, new_who())["token"]
     result = stream_chat(server.url, token, {"prompt": "forbidden-word"}, fmt="text")
     assert result.status == 200 and result.headers["x-message-id"]
-    assert json.loads(result.named("error")[0].data)["code"] == "question_blocked"
-    assert result.done["finishReason"] == "blocked"
+    # Text mode (issue 13): the ending travels in comments, so a naive client shows no answer text.
+    assert result.comments("error")[0]["code"] == "question_blocked"
+    assert result.comments("done")[0]["finishReason"] == "blocked"
+    assert result.naive_text == ""
 
 
 def test_users_without_an_openid_fall_back_to_the_keyword_list(server, wechat, user):

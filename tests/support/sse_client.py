@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,63 @@ class StreamResult:
         found = self.named("error")
         return json.loads(found[0].data) if found else None
 
+    # --- format=text: the text in data lines, everything else in ``: <name> {json}`` comments
+
+    def comments(self, name: str) -> list[dict[str, Any]]:
+        prefix = f"{name} "
+        return [json.loads(line[len(prefix):]) for line in comment_lines(self.raw) if line.startswith(prefix)]
+
+    @property
+    def naive_text(self) -> str:
+        """What a client that appends every message's data until ``[DONE]`` ends with."""
+        answer = ""
+        for event in self.events:
+            if event.data == "[DONE]":
+                break
+            answer += event.data
+        return answer
+
+    @property
+    def exact_text(self) -> str:
+        """The text as a byte-level parser that keeps each data line's terminator rebuilds it."""
+        return exact_text(self.raw)
+
+
+_LINE = re.compile(rb"([^\r\n]*)(\r\n|\r|\n)")
+
+
+def _lines(buffer: bytes, final: bool = False) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """Complete lines with their terminators (CR, LF or CRLF, as SSE says), and the rest.
+
+    A CR at the very end is held back unless ``final``: the LF that may follow it is
+    in the next network read.
+    """
+    lines, end = [], 0
+    for match in _LINE.finditer(buffer):
+        if match.group(2) == b"\r" and match.end() == len(buffer) and not final:
+            break
+        lines.append((match.group(1), match.group(2)))
+        end = match.end()
+    return lines, buffer[end:]
+
+
+def comment_lines(raw: bytes) -> list[str]:
+    return [line[1:].decode().lstrip(" ") for line, _ in _lines(raw, final=True)[0] if line.startswith(b":")]
+
+
+def exact_text(raw: bytes) -> str:
+    """format=text: join each event's data lines with the break that ended each (not the last)."""
+    text, event = [], []
+    for line, terminator in _lines(raw, final=True)[0]:
+        if line == b"":
+            if event and event != [(b"[DONE]", b"\n")]:
+                text.append(b"".join(d + t for d, t in event[:-1]) + event[-1][0])
+            event = []
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            event.append((value[1:] if value.startswith(b" ") else value, terminator))
+    return b"".join(text).decode()
+
 
 def iter_events(response: httpx.Response, raw_sink: bytearray | None = None) -> Iterator[SSEMessage]:
     """Yield each event the moment its terminating blank line arrives."""
@@ -52,10 +110,9 @@ def iter_events(response: httpx.Response, raw_sink: bytearray | None = None) -> 
     for piece in response.iter_raw():
         if raw_sink is not None:
             raw_sink += piece
-        buffer += piece
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            message = decoder.feed_line(line.rstrip(b"\r").decode("utf-8"))
+        lines, buffer = _lines(buffer + piece)
+        for line, _ in lines:
+            message = decoder.feed_line(line.decode("utf-8"))
             if message is not None:
                 yield message
 

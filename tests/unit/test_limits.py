@@ -38,3 +38,21 @@ def test_control_characters_are_refused(char):
     with pytest.raises(errors.InvalidRequest) as caught:
         check_prompt(f"a{char}b")
     assert caught.value.details["field"] == "prompt"
+
+
+def test_a_text_delta_that_is_exactly_done_is_sent_as_two_events():
+    from chatrelay.events import DeltaEvent
+    from chatrelay.streaming.response import to_wire
+
+    wire = to_wire(DeltaEvent("[DONE]", 10), "text")
+    assert wire == b"id: 7\ndata: [DO\n\nid: 10\ndata: NE]\n\n"
+    assert b"data: [DONE]" not in wire
+
+
+def test_text_deltas_end_each_data_line_with_its_own_break():
+    from chatrelay.events import DeltaEvent
+    from chatrelay.streaming.response import to_wire
+
+    assert to_wire(DeltaEvent("a\r\nb\rc", 6), "text") == b"id: 6\ndata: a\r\ndata: b\rdata: c\n\n"
+    assert to_wire(DeltaEvent("\n", 1), "text") == b"id: 1\ndata: \ndata: \n\n"
+    assert to_wire(DeltaEvent("x\r", 2), "text") == b"id: 2\ndata: x\rdata: \n\n"

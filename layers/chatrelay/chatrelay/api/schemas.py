@@ -4,19 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from chatrelay.turns import TurnRequest
 
 Id = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 
 
+def _number_as_text(value: object) -> object:
+    # Legacy clients send terminal/window as numbers (``"window": 3``); other types stay wrong.
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+# A client label (``terminal``, ``window``): stored and shown in logs, so no control characters.
+Label = Annotated[str, BeforeValidator(_number_as_text), Field(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")]
+
+
 class ChatStreamRequest(BaseModel):
     """``POST /v1/chat/stream``. Unknown fields (such as a client-sent ``userId``) are ignored."""
 
-    model_config = ConfigDict(populate_by_name=True, coerce_numbers_to_str=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    prompt: str = Field(min_length=1, description="The user's question (rules: chatrelay/turns/validation.py).")
+    prompt: StrictStr = Field(min_length=1, description="The user's question (rules: chatrelay/turns/validation.py).")
     conversation_id: Id | None = Field(None, alias="conversationId", description="Absent: a new conversation.")
     model: str | None = Field(
         None,
@@ -27,8 +36,8 @@ class ChatStreamRequest(BaseModel):
     request_id: str | None = Field(
         None, alias="requestId", pattern=r"^[\x21-\x7e]{1,128}$", description="Idempotency key."
     )
-    terminal: str | None = Field(None, max_length=64)
-    window: str | None = Field(None, max_length=64)
+    terminal: Label | None = None
+    window: Label | None = None
 
     def to_turn_request(self) -> TurnRequest:
         return TurnRequest(prompt=self.prompt, conversation_id=self.conversation_id, model=self.model,

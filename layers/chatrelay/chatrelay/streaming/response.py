@@ -2,15 +2,26 @@
 
 sse-starlette owns the response mechanics: the generator, the ping task and the
 disconnect listener run as siblings in one task group, and every write goes
-through one lock, so a ping never lands inside an event. This module only maps
-relay events to wire events, in two formats:
+through one lock, so a ping never lands inside an event. This module maps relay
+events to wire bytes (encoded here, in the field order sse-starlette uses: comment,
+id, event, data), in two formats:
 
 - ``json`` (default): ``event: meta``, unnamed ``{"delta"}`` events whose ``id`` is
   the answer's character offset, ``event: reasoning``, ``event: error``,
   ``event: done``, then ``data: [DONE]``.
-- ``text``: for clients written as ``answer += e.data``: the unnamed events carry
-  the raw text (a multi-line delta becomes several ``data:`` lines, which the
-  client's parser joins back with LF), metadata goes in the response headers.
+- ``text``: for clients written as ``answer += e.data`` until ``[DONE]``
+  (fetch-event-source's ``onmessage`` gets every event, whatever its name): only the
+  answer's text travels in ``data:`` lines, in unnamed events with the offset as ``id``.
+  Everything else is an SSE comment, which every client ignores unless it reads
+  comments: ``: meta {json}`` first (so a client that never sees response headers
+  still learns the message id), ``: reasoning {json}``, and at the end ``: error {json}``
+  and ``: done {json}`` before ``data: [DONE]``. A naive client thus ends with exactly
+  the answer, or with the partial answer on failure. A delta with line breaks is sent
+  as several ``data:`` lines, each ended by the very break that followed it in the
+  text (CR, LF or CRLF; all three end a line in SSE), the last by LF: a standard
+  parser joins the lines with LF, a byte-level parser (the mini-program kit) that
+  keeps each line's terminator rebuilds the text exactly. A delta that is exactly
+  ``[DONE]`` is sent as two events (``[DO``, ``NE]``), so no answer ends a stream early.
 
 Deliberate deviations from sse-starlette's defaults: ``Cache-Control`` is
 ``no-cache, no-transform`` (proxies must neither cache nor re-encode), and the
@@ -21,6 +32,7 @@ forbidden in HTTP/2, which API Gateway and CloudFront speak to clients.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Literal
 
@@ -31,41 +43,76 @@ from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, Reaso
 StreamFormat = Literal["json", "text"]
 SEP = "\n"
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
+STREAM_OPEN = b": stream open\n\n"
+END = b"data: [DONE]\n\n"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def _json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def to_wire(event: RelayEvent, fmt: StreamFormat) -> ServerSentEvent | None:
+def _meta(event: MetaEvent) -> dict[str, str]:
+    return {"conversationId": event.conversation_id, "messageId": event.message_id, "model": event.model}
+
+
+def _error(event: ErrorEvent) -> dict[str, object]:
+    payload: dict[str, object] = {"code": event.code, "message": event.message}
+    if event.offset is not None:
+        payload["offset"] = event.offset
+    return payload
+
+
+def _done(event: DoneEvent) -> dict[str, object]:
+    return {"finishReason": event.finish_reason, "usage": event.usage}
+
+
+def _named(name: str, payload: object) -> bytes:
+    # JSON escapes CR and LF, so one data line always holds the whole payload.
+    return f"event: {name}\ndata: {_json(payload)}\n\n".encode()
+
+
+def _comment(name: str, payload: object) -> bytes:
+    return f": {name} {_json(payload)}\n\n".encode()
+
+
+def _text_data(text: str, offset: int) -> bytes:
+    if text == "[DONE]":
+        return _text_data("[DO", offset - 3) + _text_data("NE]", offset)
+    if "\r" not in text and "\n" not in text:
+        return f"id: {offset}\ndata: {text}\n\n".encode()
+    lines = [f"id: {offset}\n"]
+    start = 0
+    for brk in _LINE_BREAK.finditer(text):
+        lines.append(f"data: {text[start:brk.start()]}{brk.group()}")
+        start = brk.end()
+    lines.append(f"data: {text[start:]}\n\n")
+    return "".join(lines).encode()
+
+
+def to_wire(event: RelayEvent, fmt: StreamFormat) -> bytes:
     if isinstance(event, DeltaEvent):
-        data = event.text if fmt == "text" else _json({"delta": event.text})
-        return ServerSentEvent(data, id=str(event.offset), sep=SEP)
-    if isinstance(event, MetaEvent):
         if fmt == "text":
-            return None
-        payload = {"conversationId": event.conversation_id, "messageId": event.message_id, "model": event.model}
-        return ServerSentEvent(_json(payload), event="meta", sep=SEP)
+            return _text_data(event.text, event.offset)
+        return f"id: {event.offset}\ndata: {_json({'delta': event.text})}\n\n".encode()
+    encode = _comment if fmt == "text" else _named
+    if isinstance(event, MetaEvent):
+        return encode("meta", _meta(event))
     if isinstance(event, ReasoningEvent):
-        return ServerSentEvent(_json({"delta": event.text}), event="reasoning", sep=SEP)
+        return encode("reasoning", {"delta": event.text})
     if isinstance(event, ErrorEvent):
-        payload = {"code": event.code, "message": event.message}
-        if event.offset is not None:
-            payload["offset"] = event.offset
-        return ServerSentEvent(_json(payload), event="error", sep=SEP)
+        return encode("error", _error(event))
     if isinstance(event, DoneEvent):
-        return ServerSentEvent(_json({"finishReason": event.finish_reason, "usage": event.usage}), event="done", sep=SEP)
+        return encode("done", _done(event))
     raise TypeError(f"not a relay event: {event!r}")
 
 
-async def _wire_events(events: AsyncIterator[RelayEvent], fmt: StreamFormat) -> AsyncIterator[ServerSentEvent]:
+async def _wire_events(events: AsyncIterator[RelayEvent], fmt: StreamFormat) -> AsyncIterator[bytes]:
     # An immediate comment: the client (and every proxy on the way) sees bytes at once.
-    yield ServerSentEvent(comment="stream open", sep=SEP)
+    yield STREAM_OPEN
     async for event in events:
-        wire = to_wire(event, fmt)
-        if wire is not None:
-            yield wire
-    yield ServerSentEvent("[DONE]", sep=SEP)
+        yield to_wire(event, fmt)
+    yield END
 
 
 def sse_response(

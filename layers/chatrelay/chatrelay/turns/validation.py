@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 
 from chatrelay import errors
+from chatrelay.text import is_blank
 
 # Control characters (Unicode Cc) other than tab, line feed and carriage return.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def check_prompt(prompt: str, *, max_chars: int | None = None, field: str = "prompt") -> None:
-    if not prompt.strip():
+    if is_blank(prompt):
         raise errors.InvalidRequest(f"{field}: prompt must not be blank", field=field)
     if max_chars is not None and len(prompt) > max_chars:
         raise errors.InvalidRequest(f"prompt is longer than {max_chars} characters", field=field)
