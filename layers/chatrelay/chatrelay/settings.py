@@ -155,6 +155,10 @@ class Settings(BaseSettings):
     system_prompt: str = Field(
         "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT", "system_prompt")
     )
+    allow_client_system_messages: bool = Field(
+        False, validation_alias=_env("CHATRELAY_ALLOW_CLIENT_SYSTEM_MESSAGES", "allow_client_system_messages")
+    )
+    """POST /v1/chat/completions: pass the client's own ``system`` messages on (after the operator's)."""
     context_max_turns: int = Field(
         10, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_TURNS", "context_max_turns")
     )

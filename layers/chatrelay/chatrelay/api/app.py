@@ -13,19 +13,31 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors
-from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_system
+from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_openai, routes_system
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import RequestContextMiddleware
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
 from chatrelay.settings import Settings, get_settings
+from chatrelay.streaming.openai_chunks import error_body as openai_error_body
 from chatrelay.streaming.relay import drain_detached
 
 
+def _openai_shape(status: int, code: str, message: str, extra: dict[str, object]) -> dict[str, object]:
+    field = extra.get("field")
+    return openai_error_body(status, code, message, field if isinstance(field, str) else None)
+
+
+# Surfaces that promise another client's error shape, by path; everything else gets {code, message}.
+ERROR_SHAPES = {routes_openai.PATH: _openai_shape}
+
+
 def _error(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
 ) -> JSONResponse:
-    body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    shape = ERROR_SHAPES.get(request.url.path)
+    body = shape(status, code, message, extra) if shape else {"code": code, "message": message, **extra}
     headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(body, status_code=status, headers=headers or None)
 
@@ -41,25 +53,26 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code >= 500:
             logger.error("request failed", extra={"error_code": exc.code, "path": request.url.path})
         # Retry-After for 429/503 errors that carry one (quotas, WeChat busy).
-        return _error(exc.status_code, headers=getattr(exc, "headers", None), **exc.to_dict())  # type: ignore[arg-type]
+        return _error(request, exc.status_code, headers=getattr(exc, "headers", None), **exc.to_dict())  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"field": _field_of(e), "message": e.get("msg", "")} for e in exc.errors()]
         first = details[0] if details else {"field": "body", "message": "invalid"}
-        return _error(422, "invalid_request", f"{first['field']}: {first['message']}", field=first["field"], errors=details)
+        return _error(request, 422, "invalid_request", f"{first['field']}: {first['message']}", field=first["field"],
+                      errors=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI could not read the body (not UTF-8, say): like bad JSON
-            return _error(422, "invalid_request", f"body: {exc.detail}", field="body")
+            return _error(request, 422, "invalid_request", f"body: {exc.detail}", field="body")
         codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+        return _error(request, exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", extra={"path": request.url.path})
-        return _error(500, "internal_error", "internal error")
+        return _error(request, 500, "internal_error", "internal error")
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -86,6 +99,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(RequestContextMiddleware)
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
+    app.include_router(routes_openai.router)
     app.include_router(routes_history.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_me.router)

@@ -27,3 +27,9 @@ def remaining_seconds(request: Request) -> float | None:
         return float(deadline_ms) / 1000.0 - time.time()
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def request_deadline(request: Request, margin: float) -> float | None:
+    """The ``time.monotonic()`` a turn started by this request must end by (None outside Lambda)."""
+    remaining = remaining_seconds(request)
+    return None if remaining is None else time.monotonic() + remaining - margin

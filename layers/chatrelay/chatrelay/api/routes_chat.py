@@ -6,13 +6,12 @@ HTTP only: parse, call :class:`chatrelay.turns.TurnService`, wrap its stream in 
 from __future__ import annotations
 
 import re
-import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from chatrelay import errors
-from chatrelay.api.lambda_context import remaining_seconds
+from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ChatStreamRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 from chatrelay.api.services import Services
@@ -44,11 +43,6 @@ def _response(stream: TurnStream, fmt: StreamFormat, services: Services):
     return sse_response(stream.events, fmt=fmt, ping_interval=services.settings.ping_interval, headers=headers)
 
 
-def _deadline(request: Request, margin: float) -> float | None:
-    remaining = remaining_seconds(request)
-    return None if remaining is None else time.monotonic() + remaining - margin
-
-
 @router.post(
     "/chat/stream",
     responses={200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}, **_CHAT_ERRORS},
@@ -56,7 +50,7 @@ def _deadline(request: Request, margin: float) -> float | None:
 async def chat_stream(
     request: Request, body: ChatStreamRequest, user_id: UserId, services: ServicesDep, format: FormatQuery = "json"
 ):
-    deadline = _deadline(request, services.settings.lambda_deadline_margin)
+    deadline = request_deadline(request, services.settings.lambda_deadline_margin)
     stream = await services.turns.start(user_id, body.to_turn_request(), deadline=deadline)
     return _response(stream, format, services)
 

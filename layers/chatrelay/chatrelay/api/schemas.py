@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
 from chatrelay.turns import TurnRequest
 
-Id = Annotated[str, Field(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
+ID_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}")
+Id = Annotated[str, Field(pattern=rf"^{ID_PATTERN.pattern}$")]
 
 
 def _number_as_text(value: object) -> object:

@@ -115,15 +115,12 @@ async def _wire_events(events: AsyncIterator[RelayEvent], fmt: StreamFormat) -> 
     yield END
 
 
-def sse_response(
-    events: AsyncIterator[RelayEvent],
-    *,
-    fmt: StreamFormat = "json",
-    ping_interval: float = 15.0,
-    headers: Mapping[str, str] | None = None,
+def event_stream_response(
+    chunks: AsyncIterator[bytes], *, ping_interval: float = 15.0, headers: Mapping[str, str] | None = None
 ) -> EventSourceResponse:
+    """Already-encoded SSE chunks as a response: pings, disconnect detection, unbuffered headers."""
     response = EventSourceResponse(
-        _wire_events(events, fmt),
+        chunks,
         headers={**SSE_HEADERS, **(headers or {})},
         ping=ping_interval,
         sep=SEP,
@@ -131,3 +128,13 @@ def sse_response(
     )
     del response.headers["connection"]
     return response
+
+
+def sse_response(
+    events: AsyncIterator[RelayEvent],
+    *,
+    fmt: StreamFormat = "json",
+    ping_interval: float = 15.0,
+    headers: Mapping[str, str] | None = None,
+) -> EventSourceResponse:
+    return event_stream_response(_wire_events(events, fmt), ping_interval=ping_interval, headers=headers)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chatrelay import errors
 from chatrelay.events import DoneEvent, ErrorEvent, MetaEvent, RelayEvent
 from chatrelay.ids import message_id_for_request, new_ulid
 from chatrelay.observability import hash_user_id, logger
-from chatrelay.providers.base import Provider, StreamParams
+from chatrelay.providers.base import ChatMessage, Provider, StreamParams
 from chatrelay.providers.registry import Preset, ProviderRegistry
 from chatrelay.quotas import Admission, QuotaGuard
 from chatrelay.safety import ContentSafety
@@ -36,7 +36,7 @@ from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
 from chatrelay.store.records import Turn, TurnStatus
 from chatrelay.streaming.follow import follow_turn
 from chatrelay.streaming.relay import RelayLimits, TurnRelay
-from chatrelay.turns.context import build_messages
+from chatrelay.turns.context import build_messages, client_messages
 from chatrelay.turns.validation import check_prompt
 
 
@@ -50,6 +50,14 @@ class TurnRequest:
     request_id: str | None = None
     terminal: str | None = None
     window: str | None = None
+    context: tuple[ChatMessage, ...] | None = None
+    """The earlier messages the client sent (the OpenAI contract): the model sees these instead
+    of the stored history. None: the stored conversation is the context."""
+    create_conversation: bool = False
+    """With a ``conversation_id``: create that conversation if the caller has none by that id
+    (a client-named chat, as the AI SDK's ``useChat`` names it) instead of answering 404."""
+    new_conversation_id: str | None = None
+    """The id a new conversation gets (default: a new ULID)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +91,11 @@ class TurnService:
         check_prompt(request.prompt, max_chars=self._settings.max_prompt_chars)
         preset, provider = self._registry.resolve(request.model)
         message_id = message_id_for_request(user_id, request.request_id) if request.request_id else new_ulid()
+        if request.create_conversation and request.conversation_id is not None:
+            if await self._store.get_conversation(user_id, request.conversation_id) is None:
+                # Created with the turn, under the client's id (the turn's start write is atomic).
+                request = replace(request, create_conversation=False, new_conversation_id=request.conversation_id,
+                                  conversation_id=None)
         admission = await self._admit(user_id, request.conversation_id, message_id)
         try:
             return await self._open(user_id, request, preset, provider, message_id, admission, deadline)
@@ -145,7 +158,7 @@ class TurnService:
     ) -> TurnStream:
         turn = Turn(
             message_id=message_id,
-            conversation_id=request.conversation_id or new_ulid(),
+            conversation_id=request.conversation_id or request.new_conversation_id or new_ulid(),
             question=request.prompt,
             model=preset.name,
             created_at=utc_now(),
@@ -162,7 +175,12 @@ class TurnService:
 
         def relay_for(history: list[Turn]) -> TurnRelay:
             settings = self._settings
-            messages = build_messages(settings.system_prompt, history, request.prompt, settings.context_max_chars)
+            if request.context is not None:
+                messages = client_messages(
+                    settings.system_prompt, request.context, request.prompt, max_chars=settings.context_max_chars,
+                    max_turns=settings.context_max_turns, allow_system=settings.allow_client_system_messages)
+            else:
+                messages = build_messages(settings.system_prompt, history, request.prompt, settings.context_max_chars)
             on_end = [admission.on_end(sum(len(m.content) for m in messages))] if admission is not None else []
             return TurnRelay(
                 store=self._store, provider=provider, user_id=user_id, turn=turn, messages=messages,
@@ -172,10 +190,11 @@ class TurnService:
 
         relay: TurnRelay | None = None
         history_read: asyncio.Task[list[Turn]] | None = None
-        if not blocked and request.conversation_id is None and request.request_id is None:
+        needs_history = request.conversation_id is not None and request.context is None
+        if not blocked and not needs_history and request.request_id is None:
             relay = relay_for([])
             relay.prefetch()
-        elif not blocked and request.conversation_id is not None:
+        elif not blocked and needs_history:
             history_read = asyncio.create_task(self._store.recent_turns(
                 user_id, request.conversation_id, self._settings.context_max_turns + 1))
         try:
