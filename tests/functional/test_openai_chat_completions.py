@@ -9,8 +9,8 @@ import uuid
 import httpx
 import openai
 import pytest
-
 from chatrelay_dev.mockllm import answer_text
+
 from tests.conftest import login
 from tests.support.servers import get_json
 

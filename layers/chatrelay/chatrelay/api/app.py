@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors
-from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_openai, routes_system
+from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_openai, routes_system, routes_ui
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import RequestContextMiddleware
 from chatrelay.api.services import Services
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_openai.router)
+    app.include_router(routes_ui.router)
     app.include_router(routes_history.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_me.router)
@@ -108,8 +109,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["X-Conversation-Id", "X-Message-Id", "Retry-After"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Conversation-Id"],
+            expose_headers=["X-Conversation-Id", "X-Message-Id", "Retry-After", "x-vercel-ai-ui-message-stream"],
             max_age=600,
         )
     h5 = Path(settings.h5_dir) if settings.h5_dir else None

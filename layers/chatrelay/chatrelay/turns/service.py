@@ -58,6 +58,10 @@ class TurnRequest:
     (a client-named chat, as the AI SDK's ``useChat`` names it) instead of answering 404."""
     new_conversation_id: str | None = None
     """The id a new conversation gets (default: a new ULID)."""
+    regenerate: bool = False
+    """Answer the conversation's last question again (``prompt`` is ignored): a new turn with
+    that question, whose context leaves out the turn it answers again (which stays stored)."""
+    exclude_message_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,8 @@ class TurnService:
 
     async def start(self, user_id: str, request: TurnRequest, *, deadline: float | None = None) -> TurnStream:
         """Admit, check and start a turn; ``deadline`` is the ``time.monotonic()`` it must end by."""
+        if request.regenerate:
+            request = await self._again(user_id, request)
         check_prompt(request.prompt, max_chars=self._settings.max_prompt_chars)
         preset, provider = self._registry.resolve(request.model)
         message_id = message_id_for_request(user_id, request.request_id) if request.request_id else new_ulid()
@@ -103,6 +109,26 @@ class TurnService:
             if admission is not None:
                 await admission.release()
             raise
+
+    async def _again(self, user_id: str, request: TurnRequest) -> TurnRequest:
+        last = None
+        if request.conversation_id is not None:
+            recent = await self._store.recent_turns(user_id, request.conversation_id, 1)
+            last = recent[-1] if recent else None
+        if last is None:
+            raise errors.InvalidRequest("there is no question to answer again", field="trigger")
+        return replace(request, prompt=last.question, regenerate=False, exclude_message_id=last.message_id,
+                       create_conversation=False)
+
+    async def running(self, user_id: str, conversation_id: str) -> TurnStream | None:
+        """The conversation's latest turn replayed from its start and followed, if it is still running."""
+        recent = await self._store.recent_turns(user_id, conversation_id, 1)
+        if not recent:
+            return None
+        turn = await self._store.get_turn(user_id, recent[-1].message_id)  # settles a vanished stream
+        if turn is None or turn.status is not TurnStatus.STREAMING:
+            return None
+        return self._stream(turn, self._follow(user_id, turn))
 
     async def resume(self, user_id: str, message_id: str, *, after: int = 0) -> TurnStream:
         """A stored turn from ``after`` on, followed while another stream is still writing it."""
@@ -196,7 +222,7 @@ class TurnService:
             relay.prefetch()
         elif not blocked and needs_history:
             history_read = asyncio.create_task(self._store.recent_turns(
-                user_id, request.conversation_id, self._settings.context_max_turns + 1))
+                user_id, request.conversation_id, self._settings.context_max_turns + 1 + bool(request.exclude_message_id)))
         try:
             start = await self._store.start_turn(user_id, request.conversation_id, turn)
         except BaseException:
@@ -213,7 +239,8 @@ class TurnService:
         if blocked:
             return self._stream(turn, await self._refuse(user_id, turn))
         if relay is None:
-            history = [t for t in (await history_read if history_read else []) if t.message_id != turn.message_id]
+            skip = {turn.message_id, request.exclude_message_id}
+            history = [t for t in (await history_read if history_read else []) if t.message_id not in skip]
             relay = relay_for(history[-self._settings.context_max_turns :])
         return self._stream(turn, relay.events(finish_on_disconnect=self._settings.finish_on_disconnect))
 
