@@ -58,6 +58,11 @@ class Client:
     conversation_id: str | None = None
     resumed: bool = False
     errors: list[str] = field(default_factory=list)
+    refused: bool = False
+    """Refused by the server's admission control (503 overloaded) before anything was stored."""
+    stop_status: str | None = None
+    """The turn's status in the answer to an acknowledged stop (``streaming``: it must end stopped)."""
+    retries: int = 0
 
 
 def _prompt(part: str, rng: random.Random) -> str:
@@ -97,10 +102,21 @@ def _wait(url: str, process: subprocess.Popen) -> None:
 class Stack:
     url: str
     mock_url: str
+    limits: str
 
 
-@pytest.fixture(scope="module")
-def stack(dynamodb):
+# The template's default per-user limits (template.yaml: RateLimitPerMinute, TokenQuotaPerDay,
+# MaxConcurrentStreams) and a per-process stream cap, for the run with limits switched on.
+DEFAULT_LIMITS = {"CHATRELAY_RATE_LIMIT_PER_MINUTE": "20", "CHATRELAY_TOKEN_QUOTA_PER_DAY": "200000",
+                  "CHATRELAY_MAX_CONCURRENT_STREAMS": "2"}
+NO_LIMITS = {"CHATRELAY_RATE_LIMIT_PER_MINUTE": "0", "CHATRELAY_TOKEN_QUOTA_PER_DAY": "0",
+             "CHATRELAY_MAX_CONCURRENT_STREAMS": "0"}
+
+
+@pytest.fixture(scope="module", params=["no limits", "template default limits"])
+def stack(dynamodb, request):
+    limits = NO_LIMITS if request.param == "no limits" else DEFAULT_LIMITS
+    process_cap = os.environ.get("LOAD_MAX_PROCESS_STREAMS", "0")
     mock_port, app_port = free_port(), free_port()
     mock = _process([sys.executable, "-m", "chatrelay_dev.mockllm", "--port", str(mock_port)], {})
     app = _process(
@@ -113,12 +129,13 @@ def stack(dynamodb):
             "CHATRELAY_CHECKPOINT_INTERVAL": "1.0", "CHATRELAY_STOP_POLL_INTERVAL": "1.0",
             "CHATRELAY_RESUME_POLL_INTERVAL": "0.2", "CHATRELAY_LAMBDA_DEADLINE_MARGIN": "0.2", "CHATRELAY_STORAGE_THREADS": "48",
             "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR",
+            "CHATRELAY_MAX_PROCESS_STREAMS": process_cap, **limits,
         },
     )
     try:
         _wait(f"http://127.0.0.1:{mock_port}/healthz", mock)
         _wait(f"http://127.0.0.1:{app_port}/healthz", app)
-        yield Stack(f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{mock_port}")
+        yield Stack(f"http://127.0.0.1:{app_port}", f"http://127.0.0.1:{mock_port}", request.param)
     finally:
         for process in (app, mock):
             stop_process(process)
@@ -141,11 +158,46 @@ async def _read_events(response: httpx.Response):
                 fields[name] = fields[name] + "\n" + value if name == "data" and "data" in fields else value
 
 
+# A keep-alive connection the server is closing just as the client reuses it fails with one of
+# these before any byte of the answer; an idempotent request (every one here: the chat POST
+# carries a requestId) is then simply sent again, as browsers and proxies do.
+STALE_CONNECTION = (httpx.ReadError, httpx.RemoteProtocolError, httpx.ConnectError, httpx.WriteError)
+
+
+async def _idempotent(client: Client, send):
+    for attempt in range(3):
+        try:
+            return await send()
+        except STALE_CONNECTION:
+            if attempt == 2:
+                raise
+            client.retries += 1
+            await asyncio.sleep(0.05 * (attempt + 1))
+
+
 async def _post_stream(http: httpx.AsyncClient, client: Client, headers: dict, *, stop_after: int | None,
                        drop_after: int | None) -> str | None:
-    """One POST; returns the last event id seen when the client dropped, else None."""
+    """One POST (sent again on a stale connection); returns the last event id seen when the client
+    dropped, else None."""
+    observed = client.observed
+    for attempt in range(3):
+        try:
+            return await _post_stream_once(http, client, headers, stop_after=stop_after, drop_after=drop_after)
+        except STALE_CONNECTION:
+            if attempt == 2 or client.observed != observed:
+                raise  # bytes of the answer had arrived: not a stale connection
+            client.retries += 1
+    return None
+
+
+async def _post_stream_once(http: httpx.AsyncClient, client: Client, headers: dict, *, stop_after: int | None,
+                            drop_after: int | None) -> str | None:
     body = {"prompt": client.prompt, "requestId": client.request_id}
     async with http.stream("POST", "/v1/chat/stream", json=body, headers=headers) as response:
+        if response.status_code == 503 and response.headers.get("retry-after"):
+            await response.aread()
+            client.refused = json.loads(response.content)["code"] == "overloaded"
+            return None
         if response.status_code != 200:
             client.errors.append(f"http {response.status_code}")
             return None
@@ -161,15 +213,17 @@ async def _post_stream(http: httpx.AsyncClient, client: Client, headers: dict, *
                 if drop_after is not None and seen >= drop_after:
                     return event.get("id", "0")
                 if stop_after is not None and seen == stop_after:
-                    stop = await http.post(f"/v1/messages/{client.message_id}/stop", headers=headers)
+                    stop = await _idempotent(client, lambda: http.post(f"/v1/messages/{client.message_id}/stop",
+                                                                        headers=headers))
                     assert stop.status_code == 202
+                    client.stop_status = stop.json()["status"]
             elif kind == "error":
                 client.errors.append(json.loads(event["data"])["code"])
     return None
 
 
 async def _run_client(http: httpx.AsyncClient, client: Client, rng: random.Random) -> None:
-    login = await http.post("/v1/auth/dev", json={"userId": client.user})
+    login = await _idempotent(client, lambda: http.post("/v1/auth/dev", json={"userId": client.user}))
     headers = {"Authorization": f"Bearer {login.json()['token']}"}
     if client.part == "disconnect":
         await _post_stream(http, client, headers, stop_after=None, drop_after=rng.randint(1, 10))
@@ -180,11 +234,21 @@ async def _run_client(http: httpx.AsyncClient, client: Client, rng: random.Rando
         if last_id is not None:
             client.resumed = True
             resume_headers = {**headers, "Last-Event-ID": last_id}
-            async with http.stream("GET", f"/v1/messages/{client.message_id}/stream",
-                                   headers=resume_headers) as response:
-                async for event in _read_events(response):
-                    if event.get("event", "message") == "message" and event["data"] != "[DONE]":
-                        client.observed += json.loads(event["data"])["delta"]
+
+            async def resume() -> None:
+                observed = client.observed
+                try:
+                    async with http.stream("GET", f"/v1/messages/{client.message_id}/stream",
+                                           headers=resume_headers) as response:
+                        async for event in _read_events(response):
+                            if event.get("event", "message") == "message" and event["data"] != "[DONE]":
+                                client.observed += json.loads(event["data"])["delta"]
+                except STALE_CONNECTION:
+                    if client.observed != observed:
+                        raise
+                    raise
+
+            await _idempotent(client, resume)
     elif client.part == "lambda_deadline":
         # As Lambda Web Adapter passes it: this invocation has 0.7 s left.
         context = json.dumps({"request_id": client.request_id, "deadline": int((time.time() + 0.7) * 1000)})
@@ -256,11 +320,18 @@ def test_load_and_faults_lose_and_duplicate_nothing(stack):
     stored = _wait_for_endings(stack.url, clients)
 
     statuses = Counter(t["status"] for turns in stored.values() for t in turns)
-    lost, duplicated, mismatches = 0, 0, []
+    lost, duplicated, mismatches, unhonoured = 0, 0, [], []
     for client in clients:
         turns = stored.get(client.request_id, [])
         if len(turns) > 1:
             duplicated += 1
+        if client.refused:
+            if turns:  # admission control refuses before anything is stored
+                mismatches.append((client.index, client.part, "refused but stored"))
+                lost += 1
+            continue
+        if client.stop_status == "streaming" and turns and turns[0]["status"] != "stopped":
+            unhonoured.append((client.index, turns[0]["status"]))
         if not turns:
             lost += 1
             mismatches.append((client.index, client.part, "missing"))
@@ -275,6 +346,11 @@ def test_load_and_faults_lose_and_duplicate_nothing(stack):
         ("complete", statuses["complete"]), ("stopped", statuses["stopped"]), ("failed", statuses["failed"]),
         ("truncated", statuses["truncated"]), ("streaming (unended)", statuses["streaming"]),
         ("resumed", sum(c.resumed for c in clients)), ("lost", lost), ("duplicated", duplicated),
+        ("refused by admission control (503)", sum(c.refused for c in clients)),
+        ("stops acknowledged while streaming", sum(c.stop_status == "streaming" for c in clients)),
+        ("stops acknowledged after the end", sum(c.stop_status not in (None, "streaming") for c in clients)),
+        ("stops not honoured", len(unhonoured)),
+        ("requests sent again after a stale connection", sum(c.retries for c in clients)),
         ("wall time (s)", f"{elapsed:.1f}"),
     ]
     parts = Counter(c.part for c in clients)
@@ -287,10 +363,13 @@ def test_load_and_faults_lose_and_duplicate_nothing(stack):
     print("\n" + table)
 
     REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(f"Load-and-fault run: {CLIENTS} clients, seed {SEED}\n\n{table}\n", encoding="utf-8")
+    report = REPORT.with_name(f"load-report-{stack.limits.replace(' ', '-')}.md")
+    report.write_text(f"Load-and-fault run ({stack.limits}): {CLIENTS} clients, seed {SEED}\n\n{table}\n",
+                      encoding="utf-8")
 
     assert lost == 0, mismatches[:10]
     assert duplicated == 0
     assert statuses["streaming"] == 0
+    assert unhonoured == []  # every stop acknowledged while the answer ran ended it
     # Every kind of ending really happened.
     assert statuses["complete"] and statuses["failed"] and statuses["stopped"] and statuses["truncated"]

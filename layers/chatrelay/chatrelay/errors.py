@@ -15,8 +15,10 @@
     │       ├── RateLimited              rate_limited         (requests per minute)
     │       ├── TokenQuotaExceeded       token_quota_exceeded (tokens per day)
     │       ├── TooManyStreams           too_many_streams     (answers generating at once)
+    │       ├── TooManyResumes           too_many_resumes     (streams following one answer, or one user's)
     │       └── WeChatRateLimited        wechat_rate_limited  (WeChat errcode 45011)
     ├── StorageError                     storage_unavailable  503
+    ├── Overloaded                       overloaded           503 (this process's stream cap), with Retry-After
     ├── ContentCheckUnavailable          content_check_unavailable 503 (fail-closed checker down)
     ├── WeChatError                      wechat_error         502 (unexpected WeChat answer)
     │   └── WeChatBusy                   wechat_busy          503 (errcode -1), with Retry-After
@@ -256,6 +258,27 @@ class WeChatBusy(WeChatError):
     code = "wechat_busy"
     status_code = 503
     retry_after = 2
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyResumes(TooManyRequests):
+    """Too many streams are following this answer (or your answers) at once; close one first."""
+
+    code = "too_many_resumes"
+
+
+class Overloaded(ChatRelayError):
+    """This server is at its capacity of answers at once; try again shortly."""
+
+    code = "overloaded"
+    status_code = 503
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 2, **details: object) -> None:
+        super().__init__(message, retryAfter=max(1, int(retry_after)), **details)
+        self.retry_after = max(1, int(retry_after))
 
     @property
     def headers(self) -> dict[str, str]:

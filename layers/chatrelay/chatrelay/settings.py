@@ -155,6 +155,18 @@ class Settings(BaseSettings):
     system_prompt: str = Field(
         "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT", "system_prompt")
     )
+    max_process_streams: int = Field(
+        0, ge=0, validation_alias=_env("CHATRELAY_MAX_PROCESS_STREAMS", "max_process_streams")
+    )
+    """Live answers one process takes on; past it a question is 503 ``overloaded`` (0: no cap)."""
+    max_followers_per_message: int = Field(
+        4, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_MESSAGE", "max_followers_per_message")
+    )
+    max_followers_per_user: int = Field(
+        8, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_USER", "max_followers_per_user")
+    )
+    """Streams following a running answer (resume, a retried requestId) at once, per answer and per
+    user, in this process (0: no cap); each polls the table, so they are bounded (429)."""
     allow_client_system_messages: bool = Field(
         False, validation_alias=_env("CHATRELAY_ALLOW_CLIENT_SYSTEM_MESSAGES", "allow_client_system_messages")
     )

@@ -57,7 +57,8 @@ async def set_feedback(message_id: IdPath, body: FeedbackRequest, user_id: UserI
 
 @router.post("/messages/{message_id}/stop", status_code=202, responses=_404)
 async def stop_message(message_id: IdPath, user_id: UserId, services: ServicesDep):
-    """Ask the stream generating this answer to stop. It notices within the poll interval
-    (``CHATRELAY_STOP_POLL_INTERVAL``, 1 s) and stores the turn as ``stopped``."""
-    turn = await services.store.request_stop(user_id, message_id)
+    """Ask the stream generating this answer to stop: at once when this process runs it, else
+    within the poll interval (``CHATRELAY_STOP_POLL_INTERVAL``, 1 s); the turn is stored ``stopped``.
+    ``status`` says how the turn stood when the stop was taken (``complete``: it had ended)."""
+    turn = await services.turns.stop(user_id, message_id)
     return {"messageId": turn.message_id, "status": turn.status.value, "stopRequested": True}

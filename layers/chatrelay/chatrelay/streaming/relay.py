@@ -163,6 +163,9 @@ class TurnRelay:
         driver = self._driver = asyncio.create_task(self._drive(outbox))
         _detached.add(driver)
         driver.add_done_callback(_detached.discard)
+        key = (self._user_id, turn.message_id)
+        _running[key] = self
+        driver.add_done_callback(lambda _: _running.pop(key, None))
         try:
             async for event in outbox:
                 yield event
@@ -170,6 +173,20 @@ class TurnRelay:
             outbox.open = False
             if not finish_on_disconnect and not driver.done():
                 driver.cancel()
+
+    def stop_now(self) -> asyncio.Task[None] | None:
+        """Stop at once (a stop request reached the process running this turn).
+
+        Returns None when the stop took (the turn is stored ``stopped``), or the driver to
+        wait for when the turn was already ending on its own (its own ending is stored).
+        """
+        driver = self._driver
+        if driver is None or driver.done():
+            return None
+        if self._finished or self._interrupted is not None:
+            return driver
+        self._interrupt(TurnStatus.STOPPED, "stopped")
+        return None
 
     def _interrupt(self, status: TurnStatus, finish_reason: str) -> None:
         """End the turn from outside the driver (a stop request, a refused piece of the answer)."""
@@ -406,6 +423,13 @@ async def _cancel(task: asyncio.Task | None) -> None:
 
 
 _detached: set[asyncio.Task] = set()
+_running: dict[tuple[str, str], TurnRelay] = {}
+"""This process's running turns by (user id, message id): a stop that lands here acts at once
+instead of waiting for the turn's next poll of the stop flag."""
+
+
+def running_relay(user_id: str, message_id: str) -> TurnRelay | None:
+    return _running.get((user_id, message_id))
 
 
 async def drain_detached(timeout: float = 5.0) -> None:

@@ -35,7 +35,8 @@ from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
 from chatrelay.store.records import Turn, TurnStatus
 from chatrelay.streaming.follow import follow_turn
-from chatrelay.streaming.relay import RelayLimits, TurnRelay
+from chatrelay.streaming.relay import RelayLimits, TurnRelay, running_relay
+from chatrelay.turns.capacity import FollowerCapacity, Slot, StreamCapacity, holding
 from chatrelay.turns.context import build_messages, client_messages
 from chatrelay.turns.validation import check_prompt
 
@@ -89,6 +90,8 @@ class TurnService:
         self._registry = registry
         self._quotas = quotas if quotas is not None and quotas.enabled else None
         self._safety = safety
+        self.capacity = StreamCapacity(settings.max_process_streams)
+        self.followers = FollowerCapacity(settings.max_followers_per_message, settings.max_followers_per_user)
 
     async def start(self, user_id: str, request: TurnRequest, *, deadline: float | None = None) -> TurnStream:
         """Admit, check and start a turn; ``deadline`` is the ``time.monotonic()`` it must end by."""
@@ -97,6 +100,18 @@ class TurnService:
         check_prompt(request.prompt, max_chars=self._settings.max_prompt_chars)
         preset, provider = self._registry.resolve(request.model)
         message_id = message_id_for_request(user_id, request.request_id) if request.request_id else new_ulid()
+        slot = self.capacity.acquire()  # refused here when overloaded: nothing asked, nothing stored
+        try:
+            return await self._admitted(user_id, request, preset, provider, message_id, slot, deadline)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+
+    async def _admitted(
+        self, user_id: str, request: TurnRequest, preset: Preset, provider: Provider, message_id: str,
+        slot: Slot | None, deadline: float | None,
+    ) -> TurnStream:
         if request.create_conversation and request.conversation_id is not None:
             if await self._store.get_conversation(user_id, request.conversation_id) is None:
                 # Created with the turn, under the client's id (the turn's start write is atomic).
@@ -104,7 +119,7 @@ class TurnService:
                                   conversation_id=None)
         admission = await self._admit(user_id, request.conversation_id, message_id)
         try:
-            return await self._open(user_id, request, preset, provider, message_id, admission, deadline)
+            return await self._open(user_id, request, preset, provider, message_id, admission, slot, deadline)
         except BaseException:
             if admission is not None:
                 await admission.release()
@@ -129,6 +144,16 @@ class TurnService:
         if turn is None or turn.status is not TurnStatus.STREAMING:
             return None
         return self._stream(turn, self._follow(user_id, turn))
+
+    async def stop(self, user_id: str, message_id: str) -> Turn:
+        """Stop a running answer: at once when this process runs it, else through the stored flag,
+        which the stream generating it (on any instance) reads within its poll interval."""
+        relay = running_relay(user_id, message_id)
+        ending = relay.stop_now() if relay is not None else None
+        if ending is not None:
+            # It was ending on its own: let its ending be stored before saying how it ended.
+            await asyncio.wait([ending], timeout=5)
+        return await self._store.request_stop(user_id, message_id)
 
     async def resume(self, user_id: str, message_id: str, *, after: int = 0) -> TurnStream:
         """A stored turn from ``after`` on, followed while another stream is still writing it."""
@@ -180,6 +205,7 @@ class TurnService:
         provider: Provider,
         message_id: str,
         admission: Admission | None,
+        slot: Slot | None,
         deadline: float | None,
     ) -> TurnStream:
         turn = Turn(
@@ -208,11 +234,16 @@ class TurnService:
             else:
                 messages = build_messages(settings.system_prompt, history, request.prompt, settings.context_max_chars)
             on_end = [admission.on_end(sum(len(m.content) for m in messages))] if admission is not None else []
-            return TurnRelay(
+            if slot is not None:
+                on_end.append(slot.on_end)
+            relay = TurnRelay(
                 store=self._store, provider=provider, user_id=user_id, turn=turn, messages=messages,
                 params=StreamParams(model=preset.model, max_tokens=settings.max_output_tokens), limits=limits,
                 on_end=on_end, safety=self._safety.answer_monitor(user_id) if self._safety is not None else None,
             )
+            if slot is not None:
+                slot.tie_to(relay)
+            return relay
 
         relay: TurnRelay | None = None
         history_read: asyncio.Task[list[Turn]] | None = None
@@ -229,6 +260,9 @@ class TurnService:
             await _abandon(relay, history_read)
             raise
         turn = start.turn
+        if start.duplicate or blocked:
+            if slot is not None:
+                slot.release()  # no answer is generated here
         if start.duplicate:
             await _abandon(relay, history_read)
             if admission is not None:
@@ -258,8 +292,13 @@ class TurnService:
 
     def _follow(self, user_id: str, turn: Turn, *, after: int = 0) -> AsyncIterator[RelayEvent]:
         settings = self._settings
-        return follow_turn(self._store, user_id, turn, after=after, poll_interval=settings.resume_poll_interval,
-                           max_seconds=settings.max_answer_seconds)
+        slot = self.followers.acquire(user_id, turn.message_id) if turn.status is TurnStatus.STREAMING else None
+        events = holding(slot, follow_turn(self._store, user_id, turn, after=after,
+                                           poll_interval=settings.resume_poll_interval,
+                                           max_seconds=settings.max_answer_seconds))
+        if slot is not None:
+            slot.tie_to(events)
+        return events
 
     @staticmethod
     def _stream(turn: Turn, events: AsyncIterator[RelayEvent]) -> TurnStream:
