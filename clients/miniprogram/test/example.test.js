@@ -96,7 +96,8 @@ test('the page streams an answer with throttled setData, then rates it', async (
 
   const post = wx.calls.find((c) => c.url.endsWith('/v1/chat/stream'));
   assert.equal(post.header.Authorization, 'Bearer dev-token');
-  assert.deepEqual(post.data, { prompt: '你好 😀' });
+  assert.deepEqual(post.data, { prompt: '你好 😀', requestId: post.data.requestId }); // the kit adds a requestId
+  assert.match(post.data.requestId, /^[0-9A-Za-z_-]{1,64}$/);
   const [turn] = page.data.turns;
   assert.equal(turn.answer, fixture.expectedText);
   assert.equal(turn.status, 'complete');
