@@ -471,7 +471,7 @@ function streamChat(options) {
     if (res.statusCode === 404) {
       // Not stored yet: the POST is on its way, or it was lost (then post the same requestId again).
       pollMisses += 1;
-      if (postDead && pollMisses >= 3) {
+      if ((postDead && pollMisses >= 3) || pollMisses * pollIntervalMs >= connectTimeoutMs) {
         if (resumes >= maxResumes) {
           finishError({ code: 'network_error', message: 'the question did not reach the server' });
           return;
