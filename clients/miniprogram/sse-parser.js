@@ -136,16 +136,25 @@ var FIELD_ID = [0x69, 0x64];                         // "id"
 var FIELD_RETRY = [0x72, 0x65, 0x74, 0x72, 0x79];    // "retry"
 
 /**
- * createParser({ onEvent, onRetry? }) -> { feed(chunk), end(), lastEventId() }
+ * createParser({ onEvent, onRetry?, onComment?, exactLineBreaks? }) -> { feed(chunk), end(), lastEventId() }
  *
  * onEvent({ event, data, id }) for every dispatched event: `event` defaults to
  * "message", `id` is the last event id in effect. onRetry(ms) for each valid `retry:`.
+ * onComment(text) for each comment line (`: text`, one space after the colon removed),
+ * in stream order with the events.
+ * exactLineBreaks: the event also gets `rawData`, its data lines joined by the very line
+ * break that ended each one in the stream (CR, LF or CRLF, also when a CRLF is split
+ * across chunks) instead of LF; the last data line's own line break is not part of it.
+ * A server that writes each line break of a text as the terminator of its data line
+ * (chatrelay's format=text) can thus send CR and CRLF intact.
  * An exception thrown by a callback is rethrown by feed() once the whole chunk has
  * been parsed, so the parser stays consistent (no line is parsed twice or lost).
  */
 function createParser(options) {
   var onEvent = options && options.onEvent;
   var onRetry = options && options.onRetry;
+  var onComment = options && options.onComment;
+  var exact = !!(options && options.exactLineBreaks);
   if (typeof onEvent !== 'function') throw new TypeError('createParser: onEvent is required');
   var decode = lineDecoder();
 
@@ -155,20 +164,37 @@ function createParser(options) {
   var atStart = true;   // no byte after a (possible) BOM seen yet
   var eventType = '';
   var dataLines = [];
+  var dataBreaks = [];  // exactLineBreaks: the line break that ended each data line
   var lastId = '';
+  var lineWasData = false; // the line just processed was a data line (its CR may turn out to be a CRLF)
+
+  function joinExact() {
+    var out = '';
+    for (var k = 0; k < dataLines.length; k++) out += (k ? dataBreaks[k - 1] : '') + dataLines[k];
+    return out;
+  }
 
   function dispatch() {
-    var event = dataLines.length ? { event: eventType || 'message', data: dataLines.join('\n'), id: lastId } : null;
+    var event = null;
+    if (dataLines.length) {
+      event = { event: eventType || 'message', data: dataLines.join('\n'), id: lastId };
+      if (exact) event.rawData = joinExact();
+    }
     eventType = '';
     dataLines = [];
+    dataBreaks = [];
     if (event) onEvent(event); // state reset first: a throwing callback cannot leave stale data
   }
 
-  // Field names are compared as bytes; only values are decoded.
-  function processLine(line) {
+  // Field names are compared as bytes; only values are decoded. `lineBreak`: what ended the line.
+  function processLine(line, lineBreak) {
     var n = line.length;
+    lineWasData = false;
     if (n === 0) { dispatch(); return; }
-    if (line[0] === COLON) return; // a comment
+    if (line[0] === COLON) { // a comment
+      if (onComment) onComment(decode(line.subarray(n > 1 && line[1] === SPACE ? 2 : 1, n)));
+      return;
+    }
     var colon = 0;
     while (colon < n && line[colon] !== COLON) colon += 1;
     var from = colon < n ? colon + 1 : n;
@@ -177,6 +203,8 @@ function createParser(options) {
 
     if (colon === 4 && startsWith(line, FIELD_DATA)) {
       dataLines.push(value);
+      dataBreaks.push(lineBreak);
+      lineWasData = true;
     } else if (colon === 5 && startsWith(line, FIELD_EVENT)) {
       eventType = value;
     } else if (colon === 2 && startsWith(line, FIELD_ID)) {
@@ -209,7 +237,11 @@ function createParser(options) {
     var lineStart = 0;
     if (afterCR) {
       afterCR = false;
-      if (bytes[0] === LF) lineStart = 1;
+      if (bytes[0] === LF) {
+        lineStart = 1;
+        // The CR that ended the previous chunk was half of a CRLF.
+        if (lineWasData) dataBreaks[dataBreaks.length - 1] = '\r\n';
+      }
     }
     var thrown = null;
     for (var i = lineStart; i < bytes.length; i++) {
@@ -221,13 +253,15 @@ function createParser(options) {
         line = concat(parts);
         parts = [];
       }
+      var lineBreak = '\n';
       if (b === CR) {
-        if (i + 1 < bytes.length) { if (bytes[i + 1] === LF) i += 1; }
+        lineBreak = '\r';
+        if (i + 1 < bytes.length) { if (bytes[i + 1] === LF) { i += 1; lineBreak = '\r\n'; } }
         else afterCR = true;
       }
       lineStart = i + 1;
       try {
-        processLine(line);
+        processLine(line, lineBreak);
       } catch (e) {
         if (!thrown) thrown = { error: e }; // finish the chunk first, so no line is parsed twice or lost
       }
@@ -244,6 +278,8 @@ function createParser(options) {
     afterCR = false;
     eventType = '';
     dataLines = [];
+    dataBreaks = [];
+    lineWasData = false;
   }
 
   return { feed: feed, end: end, lastEventId: function () { return lastId; } };

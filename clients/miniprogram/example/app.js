@@ -1,4 +1,4 @@
-// Sample app for the chatrelay kit. Copy ../chatrelay.js and ../sse-parser.js into utils/ first.
+// Sample app for the chatrelay kit. Copy ../chatrelay.js, ../adapters.js and ../sse-parser.js into utils/ first.
 const chatrelay = require('./utils/chatrelay.js');
 
 App({

@@ -70,6 +70,7 @@ function router(fixture, extra = {}) {
       return json(200, { items: [{ conversationId: 'c1', title: '你好', turnCount: 1 }], nextCursor: null });
     }
     if (url === '/v1/chat/stream') return extra.stream ? extra.stream(request) : replyFrom(fixture);
+    if (extra.resume && /^\/v1\/messages\/[^/]+\/stream/.test(url)) return extra.resume(request);
     if (/\/feedback$/.test(url)) return json(200, { messageId: 'm', useful: request.data.useful });
     if (/\/stop$/.test(url)) return json(202, { status: 'stopped', stopRequested: true });
     if (/\/messages(\?|$)/.test(url)) {
@@ -96,7 +97,8 @@ test('the page streams an answer with throttled setData, then rates it', async (
 
   const post = wx.calls.find((c) => c.url.endsWith('/v1/chat/stream'));
   assert.equal(post.header.Authorization, 'Bearer dev-token');
-  assert.deepEqual(post.data, { prompt: '你好 😀' });
+  assert.deepEqual(post.data, { prompt: '你好 😀', requestId: post.data.requestId }); // the kit adds a requestId
+  assert.match(post.data.requestId, /^[0-9A-Za-z_-]{1,64}$/);
   const [turn] = page.data.turns;
   assert.equal(turn.answer, fixture.expectedText);
   assert.equal(turn.status, 'complete');
@@ -166,4 +168,67 @@ test('every handler bound in the WXML exists, and answers carry the AI label', a
   }
   const app = JSON.parse(fs.readFileSync(path.join(EXAMPLE, 'app.json'), 'utf8'));
   for (const page of app.pages) assert.ok(fs.existsSync(path.join(EXAMPLE, `${page}.js`)));
+});
+
+test('a cut answer is shown as cut, with retry for an answer that failed', async () => {
+  const fixture = loadFixture('upstream_cut');
+  const { page, wx } = await startPage(router(fixture));
+  page.onInput({ detail: { value: 'q' } });
+  page.send();
+  await wx.idle();
+  const [turn] = page.data.turns;
+  assert.equal(turn.cut, true, 'not shown as a finished answer');
+  assert.equal(turn.action, 'retry');
+  assert.equal(turn.answer, fixture.expectedText);
+  // 重试 asks again as a new turn: a new requestId.
+  const first = wx.calls.filter((c) => c.url.endsWith('/v1/chat/stream'))[0];
+  page.retryTurn({ currentTarget: { dataset: { index: 0 } } });
+  await wx.idle();
+  const posts = wx.calls.filter((c) => c.url.endsWith('/v1/chat/stream'));
+  assert.equal(posts.length, 2);
+  assert.notEqual(posts[1].data.requestId, first.data.requestId);
+  assert.deepEqual(page.data.turns.map((t) => t.question), ['q'], 'the same turn, asked again');
+});
+
+test('a connection lost for good is shown as cut and resumes the same turn (same requestId)', async () => {
+  const cut = loadFixture('drop_and_resume');
+  const whole = loadFixture('answer');
+  let posts = 0;
+  const dead = { status: 200, headers: {}, pieces: [], end: 'fail', errMsg: 'request:fail network lost' };
+  const { page, wx, clock } = await startPage(router(whole, {
+    stream: () => (posts++ === 0 ? replyFrom(cut, { end: 'fail' }) : replyFrom(whole)),
+    resume: () => dead, // every resume fails as well: the kit gives up with network_error
+  }));
+  page.onInput({ detail: { value: 'q' } });
+  page.send();
+  await wx.idle();
+  clock.tick(100);
+  await wx.idle();
+  const turn = page.data.turns[0];
+  assert.equal(turn.cut, true);
+  assert.equal(turn.action, 'resume');
+  assert.ok(whole.expectedText.startsWith(turn.answer.slice(0, 5)));
+  page.resumeTurn({ currentTarget: { dataset: { index: 0 } } });
+  await wx.idle();
+  const streamPosts = wx.calls.filter((c) => c.url.endsWith('/v1/chat/stream'));
+  assert.equal(streamPosts.length, 2);
+  assert.equal(streamPosts[1].data.requestId, streamPosts[0].data.requestId, 'the same turn is asked for again');
+  assert.equal(page.data.turns[0].answer, whole.expectedText);
+  assert.equal(page.data.turns[0].status, 'complete');
+  assert.equal(page.data.turns[0].cut, false);
+});
+
+test('an answer that ended on a length cap is cut, not complete', async () => {
+  const fixture = loadFixture('answer');
+  const body = Buffer.concat(fixture.chunks.map((c) => Buffer.from(c, 'base64'))).toString('utf8')
+    .replace('"finishReason":"stop"', '"finishReason":"length_cap"');
+  const { page, wx } = await startPage(router(fixture, {
+    stream: () => ({ status: 200, headers: fixture.headers, pieces: [new Uint8Array(Buffer.from(body)).buffer], end: 'success' }),
+  }));
+  page.onInput({ detail: { value: 'q' } });
+  page.send();
+  await wx.idle();
+  assert.equal(page.data.turns[0].status, 'cut');
+  assert.equal(page.data.turns[0].cut, true);
+  assert.equal(page.data.turns[0].action, 'retry');
 });

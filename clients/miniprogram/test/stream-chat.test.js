@@ -106,7 +106,10 @@ for (const [mode, inMode] of MODES) {
         assert.equal(post.url, `${BASE}/v1/chat/stream`);
         assert.equal(post.method, 'POST');
         assert.deepEqual(post.header, { Authorization: 'Bearer tkn', 'Content-Type': 'application/json' });
-        assert.deepEqual(post.data, { prompt: 'q' });
+        // The kit always sends a requestId (generated here), so a retry is idempotent and a stop can
+        // name the turn before its id is known; nothing else is added to the body.
+        assert.deepEqual(post.data, { prompt: 'q', requestId: post.data.requestId });
+        assert.match(post.data.requestId, /^mp-[0-9a-z]+-[0-9a-z]+$/);
         assert.equal(post.enableChunked, true);
         assert.equal(post.responseType, 'arraybuffer');
         assert.ok(post.timeout > 0);
@@ -297,12 +300,19 @@ describe('streamChat behaviour', () => {
     }
   });
 
-  test('stop() before anything arrived aborts without a stop call', async () => {
+  // This test used to pin the defect "stop() before the message id is known
+  // never tells the server" (it asserted no stop call and a null answer); the server can now stop
+  // a turn by its request id, even before the turn exists.
+  test('stop() before anything arrived aborts and stops the turn by its request id', async () => {
     const { seen, wx } = await run([null], {
-      during: async ({ handle }) => { assert.equal(await handle.stop(), null); },
+      during: async ({ handle }) => {
+        assert.deepEqual(await handle.stop(), { messageId: null, status: 'stopped', stopRequested: true });
+      },
     });
     assert.equal(wx.tasks[0].aborted, true);
-    assert.equal(wx.calls.length, 1);
+    assert.equal(wx.calls.length, 2);
+    assert.equal(wx.calls[1].url, `${BASE}/v1/requests/${wx.calls[0].data.requestId}/stop`);
+    assert.equal(wx.calls[1].method, 'POST');
     assert.deepEqual(seen.done.map((d) => d.finishReason), ['stopped']);
   });
 
