@@ -116,14 +116,18 @@ for (const [mode, inMode] of MODES) {
         for (const fn of ['success', 'fail', 'complete']) assert.equal(typeof post[fn], 'function');
       }));
 
-      test(`format=text: raw text events, meta from the headers, ${how}`, () => inMode(async () => {
+      test(`format=text: raw text events, meta from the stream's comment, ${how}`, () => inMode(async () => {
         const fixture = loadFixture('answer_text_format');
         const { seen, wx } = await run([replyFrom(fixture, { split })], { chat: { format: 'text' } });
         assertAnswerEvents(seen, fixture);
         assert.equal(seen.done[0].text, fixture.expectedText);
         assert.ok(seen.deltas.some((d) => d.delta === '\n'), 'a multi-line delta joined back with LF');
+        // The server sends `: meta {...}` in text mode too (the same ids as the headers, and the model).
+        const recorded = Buffer.concat(fixture.chunks.map((c) => Buffer.from(c, 'base64'))).toString('utf8');
+        const meta = JSON.parse(/^: meta (.*)$/m.exec(recorded)[1]);
+        assert.equal(meta.messageId, fixture.headers['x-message-id']);
         assert.deepEqual(seen.meta, [{ conversationId: fixture.headers['x-conversation-id'],
-          messageId: fixture.headers['x-message-id'], model: undefined }]);
+          messageId: fixture.headers['x-message-id'], model: meta.model }]);
         assert.equal(wx.calls[0].url, `${BASE}/v1/chat/stream?format=text`);
       }));
 
