@@ -7,12 +7,12 @@ import uuid
 
 import anyio
 import pytest
-
 from chatrelay import errors
 from chatrelay.ids import message_id_for_request, new_ulid
+from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.records import Turn, TurnStatus, utc_now
 from chatrelay_dev.local import dynamodb_local
-from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
-from chatrelay.store.records import Turn, TurnStatus
+
 from tests.conftest import TABLE
 
 

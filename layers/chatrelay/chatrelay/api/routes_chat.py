@@ -20,8 +20,7 @@ from chatrelay.observability import hash_user_id, logger
 from chatrelay.providers.base import Provider, StreamParams
 from chatrelay.providers.registry import Preset
 from chatrelay.quotas import Admission
-from chatrelay.store.dynamodb import utc_now
-from chatrelay.store.records import Turn, TurnStatus
+from chatrelay.store.records import Turn, TurnStatus, utc_now
 from chatrelay.streaming.follow import follow_turn
 from chatrelay.streaming.relay import (
     DoneEvent,

@@ -39,17 +39,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatrelay import errors
-from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus
+from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus, parse_timestamp, utc_now
 
 T = TypeVar("T")
 
 GSI1 = "gsi1"
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def make_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> Any:
@@ -374,8 +370,7 @@ class DynamoDBChatStore:
         """
         if turn.status is not TurnStatus.STREAMING or not turn.beat_at:
             return turn
-        beat = datetime.strptime(turn.beat_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        if (datetime.now(UTC) - beat).total_seconds() < self._stale_after:
+        if (datetime.now(UTC) - parse_timestamp(turn.beat_at)).total_seconds() < self._stale_after:
             return turn
         now = utc_now()
         try:
