@@ -28,17 +28,19 @@ def resumable(start_app):
 def _drop_after(server, token, body, k: int) -> tuple[dict, list[str], str]:
     """Read ``k`` deltas, then drop the connection. Returns meta, the deltas and the last id."""
     deltas, last_id, meta = [], None, None
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
-                           headers={"Authorization": f"Bearer {token}"}) as response:
-            for event in iter_events(response):
-                if event.event == "meta":
-                    meta = json.loads(event.data)
-                elif event.event == "message":
-                    deltas.append(json.loads(event.data)["delta"])
-                    last_id = event.id
-                    if len(deltas) == k:
-                        break
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
+                      headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        for event in iter_events(response):
+            if event.event == "meta":
+                meta = json.loads(event.data)
+            elif event.event == "message":
+                deltas.append(json.loads(event.data)["delta"])
+                last_id = event.id
+                if len(deltas) == k:
+                    break
     return meta, deltas, last_id
 
 
@@ -51,14 +53,16 @@ def _resume(server, token, message_id, *, last_event_id=None, after=None, fmt="j
         params["after"] = after
     if fmt != "json":
         params["format"] = fmt
-    with httpx.Client(timeout=15) as client:
-        with client.stream("GET", f"{server.url}/v1/messages/{message_id}/stream", headers=headers,
-                           params=params) as response:
-            raw = bytearray()
-            if response.status_code != 200:
-                response.read()
-                return StreamResult(response.status_code, response.headers, [], response.content)
-            return StreamResult(200, response.headers, list(iter_events(response, raw)), bytes(raw))
+    with (
+        httpx.Client(timeout=15) as client,
+        client.stream("GET", f"{server.url}/v1/messages/{message_id}/stream", headers=headers,
+                      params=params) as response,
+    ):
+        raw = bytearray()
+        if response.status_code != 200:
+            response.read()
+            return StreamResult(response.status_code, response.headers, [], response.content)
+        return StreamResult(200, response.headers, list(iter_events(response, raw)), bytes(raw))
 
 
 def _stored(server, token, message_id) -> dict:
@@ -110,7 +114,7 @@ def test_resume_is_scoped_to_the_owner_and_validates_the_offset(resumable, user)
 def test_a_retried_request_id_follows_the_first_attempt_while_it_streams(resumable, user):
     token = login(resumable.url, user)
     body = {"prompt": "[mock tokens=30 interval=0.03]", "requestId": uuid.uuid4().hex}
-    meta, seen, _ = _drop_after(resumable, token, body, k=2)
+    meta, _, _ = _drop_after(resumable, token, body, k=2)
     retry = stream_chat(resumable.url, token, body)
     assert retry.meta == meta
     assert retry.text == answer_text(30)
@@ -121,11 +125,13 @@ def test_a_turn_near_the_lambda_deadline_ends_truncated(start_app, user):
     server = start_app(lambda_deadline_margin=0.5)
     token = login(server.url, user)
     context = json.dumps({"request_id": "r1", "deadline": int((time.time() + 1.0) * 1000)})
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{server.url}/v1/chat/stream",
-                           json={"prompt": "[mock tokens=200 interval=0.02]"},
-                           headers={"Authorization": f"Bearer {token}", "x-amzn-lambda-context": context}) as r:
-            events = list(iter_events(r))
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{server.url}/v1/chat/stream",
+                      json={"prompt": "[mock tokens=200 interval=0.02]"},
+                      headers={"Authorization": f"Bearer {token}", "x-amzn-lambda-context": context}) as r,
+    ):
+        events = list(iter_events(r))
     result = StreamResult(200, r.headers, events)
     assert result.done["finishReason"] == "lambda_timeout"
     turn = _stored(server, token, result.meta["messageId"])
@@ -163,15 +169,17 @@ def test_a_final_write_that_fails_is_reported_never_silently_lost(make_settings,
         token = login(server.url, user)
         gate = uuid.uuid4().hex
         events = []
-        with httpx.Client(timeout=60) as client:
-            with client.stream("POST", f"{server.url}/v1/chat/stream",
-                               json={"prompt": f"[mock tokens=5 hold_after=2 gate={gate} interval=0]"},
-                               headers={"Authorization": f"Bearer {token}"}) as response:
-                for event in iter_events(response):
-                    events.append(event)
-                    if event.event == "message" and len([e for e in events if e.event == "message"]) == 2:
-                        ddb.stop()  # storage is gone before the turn ends
-                        httpx.post(f"{mock_llm.url}/_mock/gates/{gate}").raise_for_status()
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", f"{server.url}/v1/chat/stream",
+                          json={"prompt": f"[mock tokens=5 hold_after=2 gate={gate} interval=0]"},
+                          headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            for event in iter_events(response):
+                events.append(event)
+                if event.event == "message" and len([e for e in events if e.event == "message"]) == 2:
+                    ddb.stop()  # storage is gone before the turn ends
+                    httpx.post(f"{mock_llm.url}/_mock/gates/{gate}").raise_for_status()
         result = StreamResult(200, response.headers, events)
         assert result.error["code"] == "not_saved"
         assert result.text == answer_text(5)

@@ -17,6 +17,8 @@ from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.refresh_tokens import RefreshTokenStore
+from chatrelay.store.table import Table
 
 
 @dataclass
@@ -58,6 +60,8 @@ class Services:
             max_threads=settings.storage_threads,
             stale_after_seconds=settings.stale_after,
         )
+        table = Table(settings.chat_table, endpoint_url=settings.dynamodb_endpoint_url, region=settings.aws_region,
+                      max_threads=settings.storage_threads)
         wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,
@@ -69,9 +73,9 @@ class Services:
                 audience=settings.token_audience,
                 ttl_seconds=settings.token_ttl_seconds,
             ),
-            refresh_tokens=RefreshTokens(store, ttl_seconds=settings.refresh_token_ttl_seconds),
+            refresh_tokens=RefreshTokens(RefreshTokenStore(table), ttl_seconds=settings.refresh_token_ttl_seconds),
             quotas=QuotaGuard(
-                QuotaStore(store),
+                QuotaStore(table),
                 per_minute=settings.rate_limit_per_minute,
                 tokens_per_day=settings.token_quota_per_day,
                 max_streams=settings.max_concurrent_streams,

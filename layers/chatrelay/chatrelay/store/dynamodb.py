@@ -528,47 +528,6 @@ class DynamoDBChatStore:
             await anyio.sleep(min(0.05 * 2**attempt, 1.0))
         raise errors.StorageError("could not delete every item")
 
-    # ---- refresh tokens ----------------------------------------------------
-    # One item per token family, ``pk=USER#<uid>, sk=REFRESH#<family>``: the hash of the
-    # family's current token, rotated by one conditional write per use; ``expiresAt``
-    # (TTL) moves with each rotation. The token itself is never stored.
-
-    async def create_refresh_family(self, user_id: str, family: str, token_hash: str, expires_at: int) -> None:
-        now = utc_now()
-        await self._call(
-            self._client.update_item,
-            TableName=self.table_name,
-            Key=_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"}),
-            UpdateExpression="SET #type = :type, tokenHash = :h, createdAt = :now, rotatedAt = :now, expiresAt = :exp",
-            ConditionExpression="attribute_not_exists(pk)",
-            ExpressionAttributeNames={"#type": "type"},
-            ExpressionAttributeValues=_serialize({":type": "refresh", ":h": token_hash, ":now": now,
-                                                  ":exp": expires_at}),
-        )
-
-    async def rotate_refresh_family(
-        self, user_id: str, family: str, *, old_hash: str, new_hash: str, expires_at: int
-    ) -> bool:
-        """Replace the family's current token; False when ``old_hash`` is not current or has expired."""
-        try:
-            await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"}),
-                UpdateExpression="SET tokenHash = :new, rotatedAt = :now, expiresAt = :exp",
-                ConditionExpression="tokenHash = :old AND expiresAt > :epoch",
-                ExpressionAttributeValues=_serialize({":new": new_hash, ":old": old_hash, ":now": utc_now(),
-                                                      ":exp": expires_at, ":epoch": int(time.time())}),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise errors.StorageError("could not rotate the refresh token") from exc
-        return True
-
-    async def delete_refresh_family(self, user_id: str, family: str) -> None:
-        await self._batch_delete([_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"})])
-
     # ---- all of a user's data ----------------------------------------------
 
     async def delete_user_data(self, user_id: str) -> int:
