@@ -10,6 +10,7 @@ import httpx
 import pytest
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, utc_now
+from chatrelay.store.table import Table
 from chatrelay_dev.local import dynamodb_local
 from chatrelay_dev.local.table import ensure_table
 from chatrelay_dev.mockllm import answer_text
@@ -144,7 +145,7 @@ def test_a_turn_left_streaming_by_a_crashed_instance_is_failed_when_read(start_a
 
     server = start_app(stale_after=2.0)
     token = login(server.url, user)
-    store = DynamoDBChatStore(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint))
+    store = DynamoDBChatStore(Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint)))
     turn = Turn("CRASHED" + uuid.uuid4().hex[:10], "CONV" + uuid.uuid4().hex[:10], "q", "mock", utc_now())
     anyio.run(store.start_turn, user, None, turn)  # the instance dies right after this write
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})

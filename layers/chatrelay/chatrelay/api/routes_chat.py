@@ -85,7 +85,7 @@ async def _admit(services: Services, user_id: str, conversation_id: str | None, 
             return
         conversation = await services.store.get_conversation(user_id, conversation_id)
         if conversation is None:
-            raise errors.NotFound("conversation not found", field="conversationId")
+            raise errors.ConversationNotFound(field="conversationId")
         if conversation.turn_count >= settings.max_conversation_turns:
             raise errors.ConversationTooLong(
                 f"a conversation holds at most {settings.max_conversation_turns} turns; start a new one",
@@ -169,7 +169,8 @@ async def _start_chat(
         history_read = asyncio.create_task(
             services.store.recent_turns(user_id, body.conversation_id, settings.context_max_turns + 1))
     try:
-        start = await services.store.start_turn(user_id, body.conversation_id, turn)
+        with errors.naming_field("conversationId", errors.ConversationNotFound):
+            start = await services.store.start_turn(user_id, body.conversation_id, turn)
     except BaseException:
         if relay is not None:
             await relay.discard()
@@ -202,7 +203,8 @@ async def _refuse_question(
 ):
     """Store the turn as ``blocked`` (the model is never asked) and tell the client why."""
     settings = services.settings
-    start = await services.store.start_turn(user_id, conversation_id, turn)
+    with errors.naming_field("conversationId", errors.ConversationNotFound):
+        start = await services.store.start_turn(user_id, conversation_id, turn)
     turn = start.turn
     headers = {"X-Conversation-Id": turn.conversation_id, "X-Message-Id": turn.message_id}
     if start.duplicate:
@@ -248,7 +250,7 @@ async def resume_stream(
         offset = int(last_event_id)
     turn = await services.store.get_turn(user_id, message_id)
     if turn is None:
-        raise errors.NotFound("message not found")
+        raise errors.MessageNotFound()
     settings = services.settings
     events = follow_turn(services.store, user_id, turn, after=offset or 0,
                          poll_interval=settings.resume_poll_interval, max_seconds=settings.max_answer_seconds)

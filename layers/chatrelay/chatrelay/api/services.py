@@ -16,6 +16,7 @@ from chatrelay.quotas import QuotaGuard, QuotaStore
 from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
+from chatrelay.store.base import TurnStore
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.refresh_tokens import RefreshTokenStore
 from chatrelay.store.table import Table
@@ -24,7 +25,7 @@ from chatrelay.store.table import Table
 @dataclass
 class Services:
     settings: Settings
-    store: DynamoDBChatStore
+    store: TurnStore
     registry: ProviderRegistry
     tokens: TokenService
     refresh_tokens: RefreshTokens | None = None
@@ -52,16 +53,11 @@ class Services:
             # Local development only: tokens die with the process.
             secret = secrets.token_urlsafe(48)
             logger.warning("no CHATRELAY_TOKEN_SECRET: using a random one (dev auth)")
-        store = DynamoDBChatStore(
-            settings.chat_table,
-            endpoint_url=settings.dynamodb_endpoint_url,
-            region=settings.aws_region,
-            retention_days=settings.retention_days,
-            max_threads=settings.storage_threads,
-            stale_after_seconds=settings.stale_after,
-        )
+        # One table for every record family: one client and one pool of worker threads.
         table = Table(settings.chat_table, endpoint_url=settings.dynamodb_endpoint_url, region=settings.aws_region,
                       max_threads=settings.storage_threads)
+        store = DynamoDBChatStore(table, retention_days=settings.retention_days,
+                                  stale_after_seconds=settings.stale_after)
         wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,

@@ -1,5 +1,10 @@
-"""Chat records and their storage in the chat table (the back ends import botocore; this does not)."""
+"""Chat records, the store interface, and their storage in the chat table.
 
+Only the light names are exported here; the back ends (which import botocore) are
+imported from their own modules.
+"""
+
+from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus
 
-__all__ = ["Conversation", "Page", "Turn", "TurnStart", "TurnStatus"]
+__all__ = ["Conversation", "Page", "Turn", "TurnStart", "TurnStatus", "TurnStore"]

@@ -31,7 +31,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import anyio
 import botocore.session
@@ -44,6 +44,14 @@ from chatrelay.store.records import Page
 T = TypeVar("T")
 Key = dict[str, str]
 Item = dict[str, Any]
+
+
+class ExpressionAttributes(TypedDict, total=False):
+    """The ``#name`` and ``:value`` placeholders of an update's expressions."""
+
+    names: dict[str, str]
+    values: Mapping[str, Any]
+
 
 GSI1 = "gsi1"
 _PARTITION_KEY = {None: "pk", GSI1: "gsi1pk"}
@@ -258,56 +266,39 @@ class Table:
         return deserialize(item) if item is not None else None
 
     async def update(
-        self,
-        key: Key,
-        expression: str,
-        *,
-        condition: str | None = None,
-        names: dict[str, str] | None = None,
-        values: Mapping[str, Any] | None = None,
-        return_new: bool = False,
+        self, key: Key, expression: str, *, condition: str | None = None, return_new: bool = False,
+        **attributes: Unpack[ExpressionAttributes],
     ) -> Item | None:
         """Apply the update ``expression`` to ``key``; with ``return_new``, return the item as written.
 
         Raises ConditionFailed, writing nothing, when ``condition`` is false.
         """
-        request = self._update_request(key, expression, condition, names, values)
+        request = self._update_request(key, expression, condition, attributes)
         if return_new:
             request["ReturnValues"] = "ALL_NEW"
         response = await self._call(self._client.update_item, **request)
         return deserialize(response["Attributes"]) if return_new else None
 
     async def conditional_update(
-        self,
-        key: Key,
-        expression: str,
-        *,
-        condition: str,
-        names: dict[str, str] | None = None,
-        values: Mapping[str, Any] | None = None,
+        self, key: Key, expression: str, *, condition: str, **attributes: Unpack[ExpressionAttributes]
     ) -> bool:
         """``update`` under ``condition``: True when written, False when the condition was false."""
         try:
-            await self.update(key, expression, condition=condition, names=names, values=values)
+            await self.update(key, expression, condition=condition, **attributes)
         except errors.ConditionFailed:
             return False
         return True
 
     def _update_request(
-        self,
-        key: Key,
-        expression: str,
-        condition: str | None,
-        names: dict[str, str] | None,
-        values: Mapping[str, Any] | None,
+        self, key: Key, expression: str, condition: str | None, attributes: ExpressionAttributes
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"TableName": self.name, "Key": serialize(key), "UpdateExpression": expression}
         if condition:
             request["ConditionExpression"] = condition
-        if names:
-            request["ExpressionAttributeNames"] = names
-        if values:
-            request["ExpressionAttributeValues"] = serialize(values)
+        if attributes.get("names"):
+            request["ExpressionAttributeNames"] = attributes["names"]
+        if attributes.get("values"):
+            request["ExpressionAttributeValues"] = serialize(attributes["values"])
         return request
 
     # ---- transactions -------------------------------------------------------------
@@ -320,16 +311,10 @@ class Table:
         return {"Put": put}
 
     def update_op(
-        self,
-        key: Key,
-        expression: str,
-        *,
-        condition: str | None = None,
-        names: dict[str, str] | None = None,
-        values: Mapping[str, Any] | None = None,
+        self, key: Key, expression: str, *, condition: str | None = None, **attributes: Unpack[ExpressionAttributes]
     ) -> dict[str, Any]:
         """An update of ``key``, for ``transact_write``."""
-        return {"Update": self._update_request(key, expression, condition, names, values)}
+        return {"Update": self._update_request(key, expression, condition, attributes)}
 
     async def transact_write(self, operations: Sequence[dict[str, Any]]) -> None:
         """All of ``operations`` or none; TransactionCanceled says why not, per operation."""
@@ -367,6 +352,11 @@ class Table:
             items.extend(page)
             if not start:
                 return items
+
+    async def query_keys(self, partition: str, *, index: str | None = None, consistent: bool = False) -> list[Key]:
+        """The table keys of every item of ``partition`` (to delete them)."""
+        items = await self.query_all(partition, index=index, projection="pk, sk", consistent=consistent)
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in items]
 
     async def _query(
         self,

@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 
 import anyio
 
-from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Turn, TurnStatus
 from chatrelay.streaming.relay import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
 
 
 async def follow_turn(
-    store: DynamoDBChatStore,
+    store: TurnStore,
     user_id: str,
     turn: Turn,
     *,
