@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from chatrelay.api.app import create_app
 from chatrelay.api.services import Services
-from chatrelay_dev.local import dynamodb_local
 from chatrelay.settings import Settings
 from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.table import Table
+from chatrelay_dev.local import dynamodb_local
 
 _WRITES = {"PutItem", "UpdateItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"}
 _WITH_CAPACITY = ("PutItem", "UpdateItem", "GetItem", "Query", "TransactWriteItems", "BatchWriteItem", "DeleteItem")
@@ -64,7 +64,7 @@ def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkp
                         mock_llm_base_url=mock_base, checkpoint_interval=checkpoint, stop_poll_interval=1.0,
                         serve_h5=False)
     services = Services.from_settings(settings)
-    services.store = DynamoDBChatStore(table, client=client)
+    services.store = DynamoDBChatStore(Table(table, client=client))
     app = create_app(settings, services)
     port = dynamodb_local.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))

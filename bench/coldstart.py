@@ -204,8 +204,8 @@ def precompile(target: Target, work: Path) -> str:
 
 
 # Packages the app imports and a bare FastAPI app does not (cumulative time at their first import).
-WATCH = ("boto3", "httpx", "pydantic_settings", "sse_starlette", "aws_lambda_powertools", "jwt", "yaml", "mangum",
-         "chatrelay.store.dynamodb", "chatrelay.providers", "chatrelay.settings", "chatrelay.observability")
+WATCH = ("boto3", "botocore", "httpx", "pydantic_settings", "sse_starlette", "aws_lambda_powertools", "jwt", "yaml",
+         "mangum", "chatrelay.store.dynamodb", "chatrelay.providers", "chatrelay.settings", "chatrelay.observability")
 
 
 def import_time(target: Target, fn_dir: Path, module: str, top: int = 8) -> dict:
@@ -213,7 +213,7 @@ def import_time(target: Target, fn_dir: Path, module: str, top: int = 8) -> dict
     and the cumulative ms of the ``WATCH`` imports."""
     path = f"{target.pythonpath}:{target.runtime_dir}".rstrip(":")
     run = subprocess.run([str(target.python), "-X", "importtime", "-c", f"import {module}"], cwd=fn_dir,
-                         env=_env(target, fn_dir, path), capture_output=True, text=True, timeout=120)
+                         env=_env(target, fn_dir, path), capture_output=True, text=True, timeout=120, check=False)
     total, per, watch = float("nan"), {}, {}
     for line in run.stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
@@ -236,7 +236,8 @@ def import_time(target: Target, fn_dir: Path, module: str, top: int = 8) -> dict
 def startup_breakdown(target: Target) -> dict[str, float] | None:
     path = f"{target.pythonpath}:{target.runtime_dir}".rstrip(":")
     run = subprocess.run([str(target.python), str(BENCH / "startup_probe.py")], cwd=target.stream_dir,
-                         env=_env(target, target.stream_dir, path), capture_output=True, text=True, timeout=120)
+                         env=_env(target, target.stream_dir, path), capture_output=True, text=True, timeout=120,
+                         check=False)
     try:
         return json.loads(run.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 # (label, substrings of a frame's "function (file:line)" text); first match wins for a stack.
 SUBSYSTEMS = [
-    ("DynamoDB calls (boto3/botocore, worker threads)", ("botocore/", "boto3/", "urllib3/", "store/dynamodb.py")),
+    ("DynamoDB calls (boto3/botocore, worker threads)", ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py")),
     ("worker-thread hand-off (anyio to_thread, threading)", ("threading.py", "concurrent/", "to_thread")),
     ("reading the upstream (httpx/httpcore, SSE decode, provider)",
      ("httpcore/", "httpx/", "providers/", "streaming/sse.py")),
@@ -40,7 +40,7 @@ def record(pid: int, seconds: float, out: Path, rate: int = 250) -> subprocess.P
     exe = py_spy()
     if exe is None:
         return None
-    log = Path(tempfile.gettempdir(), out.name + ".py-spy.log").open("w")
+    log = Path(tempfile.gettempdir(), out.name + ".py-spy.log").open("w")  # noqa: SIM115 (py-spy writes it after we return)
     # --gil: only the thread holding the GIL is sampled, so the samples are where the process's
     # Python CPU time goes (idle threads and a loop waiting in epoll are not counted).
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),

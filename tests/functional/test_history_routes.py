@@ -161,16 +161,18 @@ def test_stop_endpoint_ends_a_running_stream_within_two_seconds(app_server, toke
     body = {"prompt": f"{marker} [mock tokens=50 hold_after=4 gate={gate} interval=0]"}
     events = []
     stopped_at: list[float] = []
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{app_server.url}/v1/chat/stream", json=body,
-                           headers={"Authorization": f"Bearer {token}"}) as response:
-            for event in iter_events(response):
-                events.append(event)
-                if event.event == "message" and len([e for e in events if e.event == "message"]) == 4:
-                    mid = json.loads(events[0].data)["messageId"]
-                    stop = api.post(f"/v1/messages/{mid}/stop")
-                    assert stop.status_code == 202
-                    stopped_at.append(time.monotonic())
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{app_server.url}/v1/chat/stream", json=body,
+                      headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        for event in iter_events(response):
+            events.append(event)
+            if event.event == "message" and len([e for e in events if e.event == "message"]) == 4:
+                mid = json.loads(events[0].data)["messageId"]
+                stop = api.post(f"/v1/messages/{mid}/stop")
+                assert stop.status_code == 202
+                stopped_at.append(time.monotonic())
     ended = time.monotonic()
     assert ended - stopped_at[0] < 2.0
     done = [json.loads(e.data) for e in events if e.event == "done"]
@@ -232,3 +234,31 @@ def _tampered(token: str, sub: str) -> str:
     claims["sub"] = sub
     edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     return f"{header}.{edited}.{signature}"
+
+
+def test_missing_records_and_bad_cursors_answer_the_same_bodies_on_every_route(app_server, start_app, token, api):
+    """The store raises typed errors without API field names; the routes name the field where the body had it."""
+    unknown = "01KUNKNOWN000000000000000X"
+    no_conversation = {"code": "not_found", "message": "conversation not found"}
+    no_message = {"code": "not_found", "message": "message not found"}
+    for method, path in (("GET", f"/v1/conversations/{unknown}/messages"), ("DELETE", f"/v1/conversations/{unknown}")):
+        response = api.request(method, path)
+        assert (response.status_code, response.json()) == (404, no_conversation), path
+    for method, path, body in (("GET", f"/v1/messages/{unknown}", None), ("POST", f"/v1/messages/{unknown}/stop", None),
+                               ("PUT", f"/v1/messages/{unknown}/feedback", {"useful": 1}),
+                               ("GET", f"/v1/messages/{unknown}/stream", None)):
+        response = api.request(method, path, json=body)
+        assert (response.status_code, response.json()) == (404, no_message), path
+    # The conversation id came in the body: named, whether the length check (on) or the start write finds it missing.
+    for server in (app_server, start_app(max_conversation_turns=0)):
+        response = httpx.post(f"{server.url}/v1/chat/stream", json={"prompt": "q", "conversationId": unknown},
+                              headers={"Authorization": f"Bearer {token}"})
+        assert (response.status_code, response.json()) == (404, {**no_conversation, "field": "conversationId"})
+    cid = _ask(app_server, token)["conversationId"]
+    _ask(app_server, token)
+    conversations_cursor = api.get("/v1/conversations", params={"limit": 1}).json()["nextCursor"]
+    bad_cursor = {"code": "invalid_request", "message": "cursor is not valid for this listing", "field": "cursor"}
+    for path, cursor in (("/v1/conversations", "not-a-cursor"), (f"/v1/conversations/{cid}/messages", "not-a-cursor"),
+                         (f"/v1/conversations/{cid}/messages", conversations_cursor)):
+        response = api.get(path, params={"cursor": cursor})
+        assert (response.status_code, response.json()) == (422, bad_cursor), (path, cursor)

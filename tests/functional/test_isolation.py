@@ -30,6 +30,9 @@ ROUTES = {
     ("POST", "/v1/messages/{message_id}/stop"): "owned",
     ("GET", "/v1/messages/{message_id}/stream"): "owned",
     ("POST", "/v1/chat/stream"): "owned",  # with the owner's conversationId
+    ("POST", "/v1/chat/completions"): "owned",  # with the owner's conversation id
+    ("POST", "/v1/ui/chat"): "own-only",  # a chat id names a chat within the caller's own keys
+    ("GET", "/v1/ui/chat/{chat_id}/stream"): "own-only",
     ("DELETE", "/v1/me/data"): "own-only",
     ("POST", "/v1/auth/refresh"): "own-only",  # a token names its user; a forged one revokes nothing
     ("POST", "/v1/auth/wechat"): "no-data",
@@ -71,15 +74,26 @@ def test_another_users_token_gets_404_on_every_owned_route(server):
         ("POST", "/v1/messages/{message_id}/stop"): ("POST", f"/v1/messages/{mid}/stop", None),
         ("GET", "/v1/messages/{message_id}/stream"): ("GET", f"/v1/messages/{mid}/stream", None),
         ("POST", "/v1/chat/stream"): ("POST", "/v1/chat/stream", {"prompt": "x", "conversationId": cid}),
+        ("POST", "/v1/chat/completions"): ("POST", "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "x"}], "metadata": {"conversation_id": cid}}),
     }
     assert set(owned) == {op for op, kind in ROUTES.items() if kind == "owned"}
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {intruder_token}"}, timeout=10) as other:
         for method, path, body in owned.values():
             response = other.request(method, path, json=body)
             assert response.status_code == 404, (method, path, response.text)
-            assert response.json()["code"] == "not_found"
+            error = response.json()
+            assert error.get("code", error.get("error", {}).get("code")) == "not_found"  # ours, or OpenAI's shape
         # Own-only routes: the intruder sees and erases only its own (empty) data.
         assert other.get("/v1/conversations").json()["items"] == []
+        assert other.delete("/v1/me/data").status_code == 204
+        # The owner's conversation id as an AI SDK chat id is a new chat in the intruder's own keys.
+        assert other.get(f"/v1/ui/chat/{cid}/stream").status_code == 204
+        ui = other.post("/v1/ui/chat", json={"id": cid, "messages": [
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "x [mock tokens=1]"}]}]})
+        assert ui.status_code == 200 and ui.headers["x-message-id"] != mid
+        [own] = other.get(f"/v1/conversations/{cid}/messages").json()["items"]
+        assert own["question"] == "x [mock tokens=1]"
         assert other.delete("/v1/me/data").status_code == 204
         # The owner's requestId is just a new request for the intruder, not a replay of the owner's turn.
         replay = stream_chat(server.url, intruder_token, {"prompt": "x [mock tokens=1]", "requestId": request_id})

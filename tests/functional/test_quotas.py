@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import httpx
 import pytest
-
-from chatrelay_dev.local.dynamodb_local import local_client
 from chatrelay.quotas import LeaseResult, QuotaStore
-from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.table import Table
+from chatrelay_dev.local.dynamodb_local import local_client
+
 from tests.conftest import TABLE, login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import stream_chat
@@ -104,18 +104,20 @@ def test_fifty_concurrent_requests_never_start_more_streams_than_the_cap(start_a
 
     def one(i: int) -> int:
         body = {"prompt": f"{marker} {i} [mock tokens=4 hold_after=2 gate={gate} interval=0]"}
-        with httpx.Client(timeout=30) as client:
-            with client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
-                               headers={"Authorization": f"Bearer {token}"}) as response:
-                if response.status_code != 200:
-                    response.read()
-                    assert response.json()["code"] == "too_many_streams"
-                    assert response.headers["retry-after"]
-                    refused.release()
-                else:
-                    response.read()  # held by the gate until it is released below
-                statuses.append(response.status_code)
-                return response.status_code
+        with (
+            httpx.Client(timeout=30) as client,
+            client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
+                          headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            if response.status_code != 200:
+                response.read()
+                assert response.json()["code"] == "too_many_streams"
+                assert response.headers["retry-after"]
+                refused.release()
+            else:
+                response.read()  # held by the gate until it is released below
+            statuses.append(response.status_code)
+            return response.status_code
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         futures = [pool.submit(one, i) for i in range(50)]
@@ -165,7 +167,7 @@ def test_limits_of_zero_cost_nothing(app_server, token, user, dynamodb):
 
 @pytest.fixture
 def quota_store(dynamodb):
-    return QuotaStore(DynamoDBChatStore(TABLE, endpoint_url=dynamodb.endpoint))
+    return QuotaStore(Table(TABLE, endpoint_url=dynamodb.endpoint))
 
 
 def test_leases_of_crashed_instances_expire(quota_store, user):

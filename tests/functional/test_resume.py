@@ -8,12 +8,13 @@ import uuid
 
 import httpx
 import pytest
-
+from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.records import Turn, utc_now
+from chatrelay.store.table import Table
 from chatrelay_dev.local import dynamodb_local
 from chatrelay_dev.local.table import ensure_table
 from chatrelay_dev.mockllm import answer_text
-from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
-from chatrelay.store.records import Turn
+
 from tests.conftest import TABLE, login
 from tests.support.servers import wait_until
 from tests.support.sse_client import StreamResult, iter_events, stream_chat
@@ -28,17 +29,19 @@ def resumable(start_app):
 def _drop_after(server, token, body, k: int) -> tuple[dict, list[str], str]:
     """Read ``k`` deltas, then drop the connection. Returns meta, the deltas and the last id."""
     deltas, last_id, meta = [], None, None
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
-                           headers={"Authorization": f"Bearer {token}"}) as response:
-            for event in iter_events(response):
-                if event.event == "meta":
-                    meta = json.loads(event.data)
-                elif event.event == "message":
-                    deltas.append(json.loads(event.data)["delta"])
-                    last_id = event.id
-                    if len(deltas) == k:
-                        break
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{server.url}/v1/chat/stream", json=body,
+                      headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        for event in iter_events(response):
+            if event.event == "meta":
+                meta = json.loads(event.data)
+            elif event.event == "message":
+                deltas.append(json.loads(event.data)["delta"])
+                last_id = event.id
+                if len(deltas) == k:
+                    break
     return meta, deltas, last_id
 
 
@@ -51,14 +54,16 @@ def _resume(server, token, message_id, *, last_event_id=None, after=None, fmt="j
         params["after"] = after
     if fmt != "json":
         params["format"] = fmt
-    with httpx.Client(timeout=15) as client:
-        with client.stream("GET", f"{server.url}/v1/messages/{message_id}/stream", headers=headers,
-                           params=params) as response:
-            raw = bytearray()
-            if response.status_code != 200:
-                response.read()
-                return StreamResult(response.status_code, response.headers, [], response.content)
-            return StreamResult(200, response.headers, list(iter_events(response, raw)), bytes(raw))
+    with (
+        httpx.Client(timeout=15) as client,
+        client.stream("GET", f"{server.url}/v1/messages/{message_id}/stream", headers=headers,
+                      params=params) as response,
+    ):
+        raw = bytearray()
+        if response.status_code != 200:
+            response.read()
+            return StreamResult(response.status_code, response.headers, [], response.content)
+        return StreamResult(200, response.headers, list(iter_events(response, raw)), bytes(raw))
 
 
 def _stored(server, token, message_id) -> dict:
@@ -110,7 +115,7 @@ def test_resume_is_scoped_to_the_owner_and_validates_the_offset(resumable, user)
 def test_a_retried_request_id_follows_the_first_attempt_while_it_streams(resumable, user):
     token = login(resumable.url, user)
     body = {"prompt": "[mock tokens=30 interval=0.03]", "requestId": uuid.uuid4().hex}
-    meta, seen, _ = _drop_after(resumable, token, body, k=2)
+    meta, _, _ = _drop_after(resumable, token, body, k=2)
     retry = stream_chat(resumable.url, token, body)
     assert retry.meta == meta
     assert retry.text == answer_text(30)
@@ -121,11 +126,13 @@ def test_a_turn_near_the_lambda_deadline_ends_truncated(start_app, user):
     server = start_app(lambda_deadline_margin=0.5)
     token = login(server.url, user)
     context = json.dumps({"request_id": "r1", "deadline": int((time.time() + 1.0) * 1000)})
-    with httpx.Client(timeout=10) as client:
-        with client.stream("POST", f"{server.url}/v1/chat/stream",
-                           json={"prompt": "[mock tokens=200 interval=0.02]"},
-                           headers={"Authorization": f"Bearer {token}", "x-amzn-lambda-context": context}) as r:
-            events = list(iter_events(r))
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", f"{server.url}/v1/chat/stream",
+                      json={"prompt": "[mock tokens=200 interval=0.02]"},
+                      headers={"Authorization": f"Bearer {token}", "x-amzn-lambda-context": context}) as r,
+    ):
+        events = list(iter_events(r))
     result = StreamResult(200, r.headers, events)
     assert result.done["finishReason"] == "lambda_timeout"
     turn = _stored(server, token, result.meta["messageId"])
@@ -138,7 +145,7 @@ def test_a_turn_left_streaming_by_a_crashed_instance_is_failed_when_read(start_a
 
     server = start_app(stale_after=2.0)
     token = login(server.url, user)
-    store = DynamoDBChatStore(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint))
+    store = DynamoDBChatStore(Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint)))
     turn = Turn("CRASHED" + uuid.uuid4().hex[:10], "CONV" + uuid.uuid4().hex[:10], "q", "mock", utc_now())
     anyio.run(store.start_turn, user, None, turn)  # the instance dies right after this write
     api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"})
@@ -153,6 +160,7 @@ def test_a_turn_left_streaming_by_a_crashed_instance_is_failed_when_read(start_a
 def test_a_final_write_that_fails_is_reported_never_silently_lost(make_settings, user, mock_llm):
     """DynamoDB goes away mid-answer: the client is told the answer was not saved."""
     from chatrelay.api.app import create_app
+
     from tests.support.servers import ServerThread
 
     ddb = dynamodb_local.start()
@@ -162,15 +170,17 @@ def test_a_final_write_that_fails_is_reported_never_silently_lost(make_settings,
         token = login(server.url, user)
         gate = uuid.uuid4().hex
         events = []
-        with httpx.Client(timeout=60) as client:
-            with client.stream("POST", f"{server.url}/v1/chat/stream",
-                               json={"prompt": f"[mock tokens=5 hold_after=2 gate={gate} interval=0]"},
-                               headers={"Authorization": f"Bearer {token}"}) as response:
-                for event in iter_events(response):
-                    events.append(event)
-                    if event.event == "message" and len([e for e in events if e.event == "message"]) == 2:
-                        ddb.stop()  # storage is gone before the turn ends
-                        httpx.post(f"{mock_llm.url}/_mock/gates/{gate}").raise_for_status()
+        with (
+            httpx.Client(timeout=60) as client,
+            client.stream("POST", f"{server.url}/v1/chat/stream",
+                          json={"prompt": f"[mock tokens=5 hold_after=2 gate={gate} interval=0]"},
+                          headers={"Authorization": f"Bearer {token}"}) as response,
+        ):
+            for event in iter_events(response):
+                events.append(event)
+                if event.event == "message" and len([e for e in events if e.event == "message"]) == 2:
+                    ddb.stop()  # storage is gone before the turn ends
+                    httpx.post(f"{mock_llm.url}/_mock/gates/{gate}").raise_for_status()
         result = StreamResult(200, response.headers, events)
         assert result.error["code"] == "not_saved"
         assert result.text == answer_text(5)

@@ -29,7 +29,8 @@ from tests.conftest import login
 from tests.support.wechat import start_wechat_fake, wechat_settings
 
 MAX_EXAMPLES = 25
-STREAMING = {"/v1/chat/stream", "/v1/messages/{message_id}/stream"}
+STREAMING = {"/v1/chat/stream", "/v1/messages/{message_id}/stream", "/v1/chat/completions", "/v1/ui/chat",
+             "/v1/ui/chat/{chat_id}/stream"}
 OPERATIONS = [
     ("GET", "/healthz"),
     ("GET", "/v1/models"),
@@ -37,6 +38,9 @@ OPERATIONS = [
     ("POST", "/v1/auth/wechat"),
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/chat/stream"),
+    ("POST", "/v1/chat/completions"),
+    ("POST", "/v1/ui/chat"),
+    ("GET", "/v1/ui/chat/{chat_id}/stream"),
     ("GET", "/v1/messages/{message_id}/stream"),
     ("GET", "/v1/conversations"),
     ("GET", "/v1/conversations/{conversation_id}/messages"),

@@ -7,18 +7,19 @@ import uuid
 
 import anyio
 import pytest
-
 from chatrelay import errors
 from chatrelay.ids import message_id_for_request, new_ulid
+from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.records import Turn, TurnStatus, utc_now
+from chatrelay.store.table import Table
 from chatrelay_dev.local import dynamodb_local
-from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
-from chatrelay.store.records import Turn, TurnStatus
+
 from tests.conftest import TABLE
 
 
 @pytest.fixture
 def store(dynamodb) -> DynamoDBChatStore:
-    return DynamoDBChatStore(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint), retention_days=7)
+    return DynamoDBChatStore(Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint)), retention_days=7)
 
 
 def _turn(conversation_id: str, question: str = "q", message_id: str | None = None) -> Turn:
@@ -33,7 +34,7 @@ def test_start_creates_the_conversation_and_the_turn_with_ttl(store, user):
     cid = new_ulid()
     start = run(store.start_turn, user, None, _turn(cid, "What is SSE?"))
     assert not start.duplicate and start.conversation.title == "What is SSE?"
-    raw = store.client.get_item(TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}})
+    raw = store.table.client.get_item(TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}})
     expires = int(raw["Item"]["expiresAt"]["N"])
     assert abs(expires - (time.time() + 7 * 86400)) < 60
     conversation = run(store.get_conversation, user, cid)

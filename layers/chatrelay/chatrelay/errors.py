@@ -3,13 +3,16 @@
     ChatRelayError                       code                 HTTP
     ├── RequestError
     │   ├── InvalidRequest               invalid_request      422
-    │   │   └── ConversationTooLong      conversation_too_long 422
+    │   │   ├── ConversationTooLong      conversation_too_long 422
+    │   │   └── InvalidCursor            invalid_request      422 (a cursor the listing did not give)
     │   ├── UnknownModel                 unknown_model        422
     │   ├── Unauthorized                 unauthorized         401
     │   │   ├── RefreshTokenInvalid      refresh_token_invalid 401
     │   │   └── WeChatCodeInvalid        wechat_code_invalid  401
     │   ├── WeChatUserBlocked            wechat_user_blocked  403
     │   ├── NotFound                     not_found            404
+    │   │   ├── ConversationNotFound     not_found            (not one of the caller's conversations)
+    │   │   └── MessageNotFound          not_found            (not one of the caller's messages)
     │   ├── PayloadTooLarge              payload_too_large    413
     │   └── TooManyRequests              (see below)          429, with Retry-After
     │       ├── RateLimited              rate_limited         (requests per minute)
@@ -19,6 +22,8 @@
     │       └── WeChatRateLimited        wechat_rate_limited  (WeChat errcode 45011)
     ├── StorageError                     storage_unavailable  503
     ├── Overloaded                       overloaded           503 (this process's stream cap), with Retry-After
+    │   └── TransactionCanceled          storage_unavailable  (DynamoDB refused a transaction; ``reasons`` say why)
+    ├── ConditionFailed                  internal_error       500 (a conditional write found its condition false)
     ├── ContentCheckUnavailable          content_check_unavailable 503 (fail-closed checker down)
     ├── WeChatError                      wechat_error         502 (unexpected WeChat answer)
     │   └── WeChatBusy                   wechat_busy          503 (errcode -1), with Retry-After
@@ -43,9 +48,21 @@ length, duration, the Lambda deadline) are not errors: the stream ends with ``do
 ``finishReason`` ``length_cap``, ``time_cap`` or ``lambda_timeout``. ``internal_error`` (500) is
 also the HTTP catch-all. Lower libraries' exceptions (httpx, botocore) are translated into this
 tree at the one module that calls each library, never let through.
+
+The store's errors name no API field: it does not know which part of a request a
+value came from. The route (or the turn service) that read the value names it
+(``naming_field``), so a client still learns which field to fix. ``ConditionFailed`` and
+``TransactionCanceled`` are what the store hears from DynamoDB; the store decides
+what they mean (a duplicate, a missing conversation, a refused counter), and one
+that reaches a client is a bug (500) or an outage (503). botocore's exceptions are
+translated in one place, ``store/table.py``; httpx's in ``providers/http.py``.
 """
 
 from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class ChatRelayError(Exception):
@@ -95,11 +112,32 @@ class NotFound(RequestError):
     status_code = 404
 
 
+class ConversationNotFound(NotFound):
+    """conversation not found"""
+
+
+class MessageNotFound(NotFound):
+    """message not found"""
+
+
 class StorageError(ChatRelayError):
     """Chat storage is unavailable; try again."""
 
     code = "storage_unavailable"
     status_code = 503
+
+
+class TransactionCanceled(StorageError):
+    """Chat storage refused a transaction; try again."""
+
+    def __init__(self, message: str | None = None, *, reasons: tuple[str | None, ...] = (), **details: object) -> None:
+        super().__init__(message, **details)
+        # One code per item of the transaction, in order: "ConditionalCheckFailed" where its condition failed.
+        self.reasons = reasons
+
+
+class ConditionFailed(ChatRelayError):
+    """A conditional write found its condition false."""
 
 
 class UpstreamError(ChatRelayError):
@@ -167,6 +205,10 @@ class ConversationTooLong(InvalidRequest):
     """The conversation has reached its maximum number of turns; start a new one."""
 
     code = "conversation_too_long"
+
+
+class InvalidCursor(InvalidRequest):
+    """cursor is not valid for this listing"""
 
 
 class RefreshTokenInvalid(Unauthorized):
@@ -262,6 +304,17 @@ class WeChatBusy(WeChatError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+@contextmanager
+def naming_field(field: str, *kinds: type[ChatRelayError]) -> Iterator[None]:
+    """Raise errors of ``kinds`` again, naming the request ``field`` whose value they concern."""
+    try:
+        yield
+    except kinds as exc:
+        named = copy.copy(exc)
+        named.details = {**exc.details, "field": field}
+        raise named from exc
 
 
 class TooManyResumes(TooManyRequests):

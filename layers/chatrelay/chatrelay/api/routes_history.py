@@ -21,7 +21,8 @@ _404 = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": Err
 @router.get("/conversations", responses=_404)
 async def list_conversations(user_id: UserId, services: ServicesDep, limit: Limit = 20, cursor: Cursor = None):
     """The caller's conversations, most recently active first."""
-    page = await services.store.list_conversations(user_id, limit=limit, cursor=cursor)
+    with errors.naming_field("cursor", errors.InvalidCursor):
+        page = await services.store.list_conversations(user_id, limit=limit, cursor=cursor)
     return {"items": [c.to_api() for c in page.items], "nextCursor": page.next_cursor}
 
 
@@ -30,7 +31,8 @@ async def list_messages(
     conversation_id: IdPath, user_id: UserId, services: ServicesDep, limit: Limit = 50, cursor: Cursor = None
 ):
     """A conversation's turns, oldest first."""
-    page = await services.store.list_turns(user_id, conversation_id, limit=limit, cursor=cursor)
+    with errors.naming_field("cursor", errors.InvalidCursor):
+        page = await services.store.list_turns(user_id, conversation_id, limit=limit, cursor=cursor)
     return {"items": [t.to_api() for t in page.items], "nextCursor": page.next_cursor}
 
 
@@ -44,7 +46,7 @@ async def delete_conversation(conversation_id: IdPath, user_id: UserId, services
 async def get_message(message_id: IdPath, user_id: UserId, services: ServicesDep):
     turn = await services.store.get_turn(user_id, message_id)
     if turn is None:
-        raise errors.NotFound("message not found")
+        raise errors.MessageNotFound()
     return turn.to_api()
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from chatrelay import errors
 from chatrelay.api.lambda_context import request_deadline
-from chatrelay.api.schemas import ID_PATTERN, ErrorBody
+from chatrelay.api.schemas import ID_PATTERN
 from chatrelay.api.security import ServicesDep, UserId
 from chatrelay.streaming.openai_chunks import Completion, completion_chunks, error_body
 from chatrelay.streaming.response import SSE_HEADERS, event_stream_response
@@ -26,6 +26,22 @@ from chatrelay.turns import ChatMessage, TurnRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 PATH = "/v1/chat/completions"
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error shape, so the SDKs raise their usual exception classes."""
+
+    error: OpenAIError
+
+
+_ERRORS = {status: {"model": OpenAIErrorBody} for status in (401, 404, 413, 422, 429, 502, 503)}
 
 
 class TextPart(BaseModel):
@@ -82,8 +98,7 @@ def _conversation_id(header: str | None, body: ChatCompletionRequest) -> str | N
     "/chat/completions",
     responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
                      "description": "chat.completion, or chat.completion.chunk SSE with stream=true"},
-               401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody},
-               429: {"model": ErrorBody}},
+               **_ERRORS},
 )
 async def chat_completions(
     request: Request,

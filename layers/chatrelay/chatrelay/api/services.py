@@ -17,14 +17,17 @@ from chatrelay.quotas import QuotaGuard, QuotaStore
 from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
+from chatrelay.store.base import TurnStore
 from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.refresh_tokens import RefreshTokenStore
+from chatrelay.store.table import Table
 from chatrelay.turns import TurnService
 
 
 @dataclass
 class Services:
     settings: Settings
-    store: DynamoDBChatStore
+    store: TurnStore
     registry: ProviderRegistry
     tokens: TokenService
     refresh_tokens: RefreshTokens | None = None
@@ -58,14 +61,11 @@ class Services:
             # Local development only: tokens die with the process.
             secret = secrets.token_urlsafe(48)
             logger.warning("no CHATRELAY_TOKEN_SECRET: using a random one (dev auth)")
-        store = DynamoDBChatStore(
-            settings.chat_table,
-            endpoint_url=settings.dynamodb_endpoint_url,
-            region=settings.aws_region,
-            retention_days=settings.retention_days,
-            max_threads=settings.storage_threads,
-            stale_after_seconds=settings.stale_after,
-        )
+        # One table for every record family: one client and one pool of worker threads.
+        table = Table(settings.chat_table, endpoint_url=settings.dynamodb_endpoint_url, region=settings.aws_region,
+                      max_threads=settings.storage_threads)
+        store = DynamoDBChatStore(table, retention_days=settings.retention_days,
+                                  stale_after_seconds=settings.stale_after)
         wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,
@@ -77,9 +77,9 @@ class Services:
                 audience=settings.token_audience,
                 ttl_seconds=settings.token_ttl_seconds,
             ),
-            refresh_tokens=RefreshTokens(store, ttl_seconds=settings.refresh_token_ttl_seconds),
+            refresh_tokens=RefreshTokens(RefreshTokenStore(table), ttl_seconds=settings.refresh_token_ttl_seconds),
             quotas=QuotaGuard(
-                QuotaStore(store),
+                QuotaStore(table),
                 per_minute=settings.rate_limit_per_minute,
                 tokens_per_day=settings.token_quota_per_day,
                 max_streams=settings.max_concurrent_streams,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from chatrelay import errors
 from chatrelay.auth.tokens import USER_ID_PATTERN
 from chatrelay.observability import hash_user_id, logger
-from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.refresh_tokens import RefreshTokenStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +58,8 @@ def _parse(token: str) -> _Parsed:
 
 
 class RefreshTokens:
-    def __init__(self, store: DynamoDBChatStore, *, ttl_seconds: int) -> None:
-        self._store = store
+    def __init__(self, families: RefreshTokenStore, *, ttl_seconds: int) -> None:
+        self._families = families
         self.ttl_seconds = ttl_seconds
 
     def _expiry(self) -> int:
@@ -68,7 +68,7 @@ class RefreshTokens:
     async def issue(self, user_id: str) -> str:
         """Start a new family for ``user_id`` (a login) and return its first token."""
         family, secret = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
-        await self._store.create_refresh_family(user_id, family, _hash(secret), self._expiry())
+        await self._families.create_family(user_id, family, _hash(secret), self._expiry())
         return f"{_encode_user(user_id)}.{family}.{secret}"
 
     async def rotate(self, token: str) -> tuple[str, str]:
@@ -79,13 +79,13 @@ class RefreshTokens:
         """
         parsed = _parse(token)
         secret = secrets.token_urlsafe(32)
-        rotated = await self._store.rotate_refresh_family(
+        rotated = await self._families.rotate_family(
             parsed.user_id, parsed.family, old_hash=_hash(parsed.secret), new_hash=_hash(secret),
             expires_at=self._expiry(),
         )
         if not rotated:
             # Unknown, expired, or not the current token of its family (reuse): end the family.
-            await self._store.delete_refresh_family(parsed.user_id, parsed.family)
+            await self._families.delete_family(parsed.user_id, parsed.family)
             logger.warning("refresh token refused; family revoked", extra={"user": hash_user_id(parsed.user_id)})
             raise errors.RefreshTokenInvalid()
         return parsed.user_id, f"{_encode_user(parsed.user_id)}.{parsed.family}.{secret}"

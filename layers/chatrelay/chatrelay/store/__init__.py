@@ -1,6 +1,10 @@
-"""Chat records: conversations and turns."""
+"""Chat records, the store interface, and their storage in the chat table.
 
-from chatrelay.store.dynamodb import DynamoDBChatStore
+Only the light names are exported here; the back ends (which import botocore) are
+imported from their own modules.
+"""
+
+from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus
 
-__all__ = ["Conversation", "DynamoDBChatStore", "Page", "Turn", "TurnStart", "TurnStatus"]
+__all__ = ["Conversation", "Page", "Turn", "TurnStart", "TurnStatus", "TurnStore"]

@@ -1,93 +1,46 @@
-"""Chat records in one DynamoDB table (single-table design).
+"""Turns and conversations in the chat table: the DynamoDB back end of ``TurnStoreBase``.
 
-    item           pk          sk            gsi1pk                 gsi1sk
-    conversation   USER#<uid>  CONV#<cid>    USER#<uid>#CONVS       <updatedAt>#<cid>
-    turn           USER#<uid>  MSG#<mid>     USER#<uid>#CONV#<cid>  <createdAt>#<mid>
-
-Every key starts with the caller's user id, which comes from the verified token
-only, so a read or write for someone else's id finds nothing (404, never 403).
-Turns are addressed by ``(user, messageId)`` with strongly consistent reads (stop,
-feedback); listings go through ``gsi1``: conversations newest first, a
-conversation's turns oldest first. One item per turn keeps every item far below
-DynamoDB's 400 KB limit.
+This module maps records to items (keys from ``store/table.py``) and makes each
+write atomic and conditional; the rules (titles, retried turns, stale turns, "not
+found") are the base class's. Turns are addressed by ``(user, messageId)`` with
+strongly consistent reads (stop, feedback); listings go through ``gsi1``:
+conversations newest first, a conversation's turns oldest first. One item per
+turn keeps every item far below DynamoDB's 400 KB limit.
 
 Writes per turn: one ``TransactWriteItems`` at the start (put the turn with
 status ``streaming`` + create or touch the conversation: 2 item writes, billed
 as 4 WCU) and one ``UpdateItem`` when it ends, whatever the ending; never a
 write per token. A running stream also reads its turn once per
 ``stop_poll_interval`` (a consistent ``GetItem`` of one small attribute: 1 RCU).
-
-boto3 is blocking: every call runs in a worker thread (bounded by a limiter),
-so the event loop that relays tokens never waits on DynamoDB.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, TypeVar
-
-import anyio
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any
 
 from chatrelay import errors
-from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus
+from chatrelay.store.base import StartConflict, TurnEnding, TurnStoreBase
+from chatrelay.store.records import Conversation, Page, Turn, TurnStatus, utc_now
+from chatrelay.store.table import (
+    GSI1,
+    Item,
+    Table,
+    conversation_key,
+    conversations_index_pk,
+    index_sk,
+    is_conversation_key,
+    turn_key,
+    turns_index_pk,
+    user_pk,
+)
 
-T = TypeVar("T")
-
-GSI1 = "gsi1"
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def make_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> Any:
-    """A DynamoDB client with standard retries (exponential backoff with jitter)."""
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=3,
-        read_timeout=10,
-        max_pool_connections=max_pool,
-    )
-    return boto3.session.Session().client(
-        "dynamodb", endpoint_url=endpoint_url, region_name=region, config=config
-    )
+# The transaction that starts a turn: its items in order, and what a failed condition on each means.
+_START_CONFLICTS = (StartConflict.TURN_EXISTS, StartConflict.NO_CONVERSATION)
 
 
-def _user_pk(user_id: str) -> str:
-    return f"USER#{user_id}"
-
-
-def _serialize(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _serializer.serialize(v) for k, v in item.items() if v is not None}
-
-
-def _deserialize(raw: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in raw.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _turn_from_item(item: dict[str, Any]) -> Turn:
+def _turn_from_item(item: Item) -> Turn:
     return Turn(
         message_id=item["messageId"],
         conversation_id=item["conversationId"],
@@ -112,7 +65,7 @@ def _turn_from_item(item: dict[str, Any]) -> Turn:
     )
 
 
-def _conversation_from_item(item: dict[str, Any]) -> Conversation:
+def _conversation_from_item(item: Item) -> Conversation:
     return Conversation(
         conversation_id=item["conversationId"],
         title=item.get("title", ""),
@@ -123,87 +76,30 @@ def _conversation_from_item(item: dict[str, Any]) -> Conversation:
     )
 
 
-def _encode_cursor(key: dict[str, Any] | None) -> str | None:
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
+def _records(page: Page, record: Callable[[Item], Any]) -> Page:
+    return Page([record(item) for item in page.items], page.next_cursor)
 
 
-def _decode_cursor(cursor: str | None, expected_gsi1pk: str) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        ok = isinstance(key, dict) and key.get("gsi1pk", {}).get("S") == expected_gsi1pk
-    except (ValueError, binascii.Error, AttributeError):
-        ok = False
-    if not ok:
-        raise errors.InvalidRequest("cursor is not valid for this listing", field="cursor")
-    return key
+class DynamoDBChatStore(TurnStoreBase):
+    """Conversations and turns of every user, in the chat table."""
 
-
-class DynamoDBChatStore:
-    """Conversations and turns of every user, in one table."""
-
-    def __init__(
-        self,
-        table_name: str,
-        *,
-        client: Any | None = None,
-        endpoint_url: str | None = None,
-        region: str = "us-east-1",
-        retention_days: int = 0,
-        max_threads: int = 64,
-        stale_after_seconds: float = 120.0,
-    ) -> None:
-        self.table_name = table_name
-        # An injected client wins; otherwise build one, once per process.
-        self._client = client or make_client(endpoint_url, region, max_pool=max_threads)
+    def __init__(self, table: Table, *, retention_days: int = 0, stale_after_seconds: float = 120.0) -> None:
+        super().__init__(stale_after_seconds=stale_after_seconds)
+        self.table = table
         self._retention_seconds = retention_days * 86400
-        self._limiter = anyio.CapacityLimiter(max_threads)
-        self._stale_after = stale_after_seconds
-
-    @property
-    def client(self) -> Any:
-        return self._client
-
-    async def _call(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        def run() -> T:
-            try:
-                return fn(**kwargs)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                    raise
-                if code == "ValidationException":
-                    raise errors.InvalidRequest(exc.response["Error"].get("Message", "invalid")) from exc
-                raise errors.StorageError(f"DynamoDB {code}") from exc
-            except BotoCoreError as exc:
-                raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
-
-        # The worker thread is not abandoned on cancellation: a write that started finishes.
-        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
     def _expiry(self) -> int | None:
         return int(time.time()) + self._retention_seconds if self._retention_seconds else None
 
-    # ---- turns -------------------------------------------------------------
+    # ---- turns ---------------------------------------------------------------------
 
-    async def start_turn(self, user_id: str, conversation_id: str | None, turn: Turn) -> TurnStart:
-        """Store a new turn as ``streaming`` and create or touch its conversation, atomically.
-
-        Raises NotFound when ``conversation_id`` is not one of the user's. When the
-        turn's message id already exists (a retried ``requestId``) nothing is written
-        and the existing turn comes back with ``duplicate=True``.
-        """
-        pk = _user_pk(user_id)
+    async def _write_start(self, user_id: str, turn: Turn, conversation: Conversation | None) -> set[StartConflict]:
         now = turn.created_at
         expires = self._expiry()
         turn_item = {
-            "pk": pk,
-            "sk": f"MSG#{turn.message_id}",
-            "gsi1pk": f"{pk}#CONV#{turn.conversation_id}",
-            "gsi1sk": f"{now}#{turn.message_id}",
+            **turn_key(user_id, turn.message_id),
+            "gsi1pk": turns_index_pk(user_id, turn.conversation_id),
+            "gsi1sk": index_sk(now, turn.message_id),
             "type": "turn",
             "messageId": turn.message_id,
             "conversationId": turn.conversation_id,
@@ -220,388 +116,147 @@ class DynamoDBChatStore:
             "requestId": turn.request_id,
             "expiresAt": expires,
         }
-        conv_key = {"pk": pk, "sk": f"CONV#{turn.conversation_id}"}
-        if conversation_id is None:
-            conversation = Conversation(turn.conversation_id, turn.question[:60], now, now, 1, turn.model)
-            conv_op: dict[str, Any] = {
-                "Put": {
-                    "TableName": self.table_name,
-                    "Item": _serialize(
-                        {
-                            **conv_key,
-                            "gsi1pk": f"{pk}#CONVS",
-                            "gsi1sk": f"{now}#{turn.conversation_id}",
-                            "type": "conversation",
-                            "conversationId": turn.conversation_id,
-                            "title": conversation.title,
-                            "createdAt": now,
-                            "updatedAt": now,
-                            "turnCount": 1,
-                            "model": turn.model,
-                            "expiresAt": expires,
-                        }
-                    ),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
+        if conversation is not None:
+            conversation_op = self.table.put_op(
+                {
+                    **conversation_key(user_id, conversation.conversation_id),
+                    "gsi1pk": conversations_index_pk(user_id),
+                    "gsi1sk": index_sk(conversation.updated_at, conversation.conversation_id),
+                    "type": "conversation",
+                    "conversationId": conversation.conversation_id,
+                    "title": conversation.title,
+                    "createdAt": conversation.created_at,
+                    "updatedAt": conversation.updated_at,
+                    "turnCount": conversation.turn_count,
+                    "model": conversation.model,
+                    "expiresAt": expires,
+                },
+                condition="attribute_not_exists(pk)",
+            )
         else:
-            conversation = None
-            values = {":now": now, ":g": f"{now}#{turn.conversation_id}", ":one": 1, ":m": turn.model}
-            set_expr = "SET updatedAt = :now, gsi1sk = :g, model = :m"
+            values = {":now": now, ":g": index_sk(now, turn.conversation_id), ":one": 1, ":m": turn.model}
+            expression = "SET updatedAt = :now, gsi1sk = :g, model = :m"
             if expires:
                 values[":exp"] = expires
-                set_expr += ", expiresAt = :exp"
-            conv_op = {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": _serialize(conv_key),
-                    "UpdateExpression": set_expr + " ADD turnCount :one",
-                    "ConditionExpression": "attribute_exists(pk)",
-                    "ExpressionAttributeValues": _serialize(values),
-                }
-            }
-        turn_op = {
-            "Put": {
-                "TableName": self.table_name,
-                "Item": _serialize(turn_item),
-                "ConditionExpression": "attribute_not_exists(pk)",
-            }
-        }
-        try:
-            await self._call(self._client.transact_write_items, TransactItems=[turn_op, conv_op])
-        except ClientError as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                existing = await self.get_turn(user_id, turn.message_id)
-                if existing is not None:
-                    return TurnStart(existing, None, duplicate=True)
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                raise errors.NotFound("conversation not found", field="conversationId") from exc
-            raise errors.StorageError("could not start the turn") from exc
-        return TurnStart(turn, conversation)
-
-    async def finish_turn(
-        self,
-        user_id: str,
-        message_id: str,
-        *,
-        status: TurnStatus,
-        answer: str,
-        reasoning: str = "",
-        finish_reason: str | None = None,
-        error_code: str | None = None,
-        usage: dict[str, int] | None = None,
-        ttft_ms: int | None = None,
-        provider: str | None = None,
-    ) -> bool:
-        """Write the turn's ending. Returns False if it had already ended."""
-        fields: dict[str, Any] = {
-            "status": status.value,
-            "answer": answer,
-            "finishTime": utc_now(),
-            "finishReason": finish_reason,
-            "errorCode": error_code,
-            "usage": usage,
-            "ttftMs": ttft_ms,
-            "reasoning": reasoning or None,
-            "provider": provider,
-        }
-        present = {k: v for k, v in fields.items() if v is not None}
-        names = {f"#{k}": k for k in present}
-        values = {f":{k}": v for k, v in present.items()}
-        values[":streaming"] = TurnStatus.STREAMING.value
-        try:
-            await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-                UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in present),
-                ConditionExpression="#status = :streaming",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_serialize(values),
+                expression += ", expiresAt = :exp"
+            conversation_op = self.table.update_op(
+                conversation_key(user_id, turn.conversation_id),
+                expression + " ADD turnCount :one",
+                condition="attribute_exists(pk)",
+                values=values,
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise errors.StorageError("could not finish the turn") from exc
-        return True
+        turn_op = self.table.put_op(turn_item, condition="attribute_not_exists(pk)")
+        try:
+            await self.table.transact_write([turn_op, conversation_op])
+        except errors.TransactionCanceled as exc:
+            conflicts = {
+                conflict for conflict, reason in zip(_START_CONFLICTS, exc.reasons, strict=False)
+                if reason == "ConditionalCheckFailed"
+            }
+            if not conflicts:
+                raise errors.StorageError("could not start the turn") from exc
+            return conflicts
+        return set()
 
-    async def get_turn(self, user_id: str, message_id: str) -> Turn | None:
-        response = await self._call(
-            self._client.get_item,
-            TableName=self.table_name,
-            Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-            ConsistentRead=True,
+    async def _read_turn(self, user_id: str, message_id: str) -> Turn | None:
+        item = await self.table.get(turn_key(user_id, message_id))
+        return _turn_from_item(item) if item else None
+
+    async def _end_turn(self, user_id: str, message_id: str, ending: TurnEnding, *, beat_at: str | None = None) -> bool:
+        fields: dict[str, Any] = {
+            "status": ending.status.value,
+            "answer": ending.answer,
+            "finishTime": ending.finished_at,
+            "finishReason": ending.finish_reason,
+            "errorCode": ending.error_code,
+            "usage": ending.usage,
+            "ttftMs": ending.ttft_ms,
+            "reasoning": ending.reasoning,
+            "provider": ending.provider,
+        }
+        present = {name: value for name, value in fields.items() if value is not None}
+        values = {f":{name}": value for name, value in present.items()}
+        values[":streaming"] = TurnStatus.STREAMING.value
+        condition = "#status = :streaming"
+        if beat_at is not None:
+            values[":beat"] = beat_at
+            condition += " AND beatAt = :beat"
+        return await self.table.conditional_update(
+            turn_key(user_id, message_id),
+            "SET " + ", ".join(f"#{name} = :{name}" for name in present),
+            condition=condition,
+            names={f"#{name}": name for name in present},
+            values=values,
         )
-        item = response.get("Item")
-        if not item:
-            return None
-        return await self._settle_if_stale(user_id, _turn_from_item(_deserialize(item)))
 
     async def checkpoint_turn(self, user_id: str, message_id: str, *, answer: str, reasoning: str = "") -> bool:
-        """Save the partial answer of a running turn (also its heartbeat).
-
-        Returns False when the turn is no longer ``streaming`` or a stop was requested:
-        one conditional write both checkpoints and tells the stream whether to go on.
-        """
         values: dict[str, Any] = {":a": answer, ":now": utc_now(), ":n": len(answer), ":streaming": "streaming"}
-        expr = "SET answer = :a, beatAt = :now, answerChars = :n"
+        expression = "SET answer = :a, beatAt = :now, answerChars = :n"
         if reasoning:
             values[":r"] = reasoning
-            expr += ", reasoning = :r"
-        try:
-            await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-                UpdateExpression=expr,
-                ConditionExpression="#status = :streaming AND attribute_not_exists(stopRequested)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_serialize(values),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise errors.StorageError("could not checkpoint the turn") from exc
-        return True
-
-    async def _settle_if_stale(self, user_id: str, turn: Turn) -> Turn:
-        """A turn left ``streaming`` by a crashed instance ends as ``failed`` once read.
-
-        A live stream writes a checkpoint or heartbeat at least every few seconds;
-        a turn silent for ``stale_after`` seconds has lost its stream. The update is
-        conditioned on the heartbeat we saw, so a live stream is never overruled.
-        """
-        if turn.status is not TurnStatus.STREAMING or not turn.beat_at:
-            return turn
-        beat = datetime.strptime(turn.beat_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-        if (datetime.now(UTC) - beat).total_seconds() < self._stale_after:
-            return turn
-        now = utc_now()
-        try:
-            await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{turn.message_id}"}),
-                UpdateExpression="SET #status = :failed, finishTime = :now, finishReason = :r, errorCode = :c",
-                ConditionExpression="#status = :streaming AND beatAt = :beat",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_serialize(
-                    {":failed": "failed", ":now": now, ":r": "interrupted", ":c": "interrupted",
-                     ":streaming": "streaming", ":beat": turn.beat_at}
-                ),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise errors.StorageError("could not settle the turn") from exc
-            refreshed = await self.get_turn(user_id, turn.message_id)
-            return refreshed or turn
-        turn.status, turn.finished_at, turn.finish_reason, turn.error_code = (
-            TurnStatus.FAILED, now, "interrupted", "interrupted")
-        return turn
+            expression += ", reasoning = :r"
+        return await self.table.conditional_update(
+            turn_key(user_id, message_id),
+            expression,
+            condition="#status = :streaming AND attribute_not_exists(stopRequested)",
+            names={"#status": "status"},
+            values=values,
+        )
 
     async def stop_requested(self, user_id: str, message_id: str) -> bool:
-        response = await self._call(
-            self._client.get_item,
-            TableName=self.table_name,
-            Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-            ProjectionExpression="stopRequested",
-            ConsistentRead=True,
+        item = await self.table.get(turn_key(user_id, message_id), projection="stopRequested")
+        return bool((item or {}).get("stopRequested", False))
+
+    async def _flag_stop(self, user_id: str, message_id: str) -> Turn | None:
+        return await self._update_existing_turn(user_id, message_id, "SET stopRequested = :t", {":t": True})
+
+    async def _set_useful(self, user_id: str, message_id: str, useful: int) -> Turn | None:
+        return await self._update_existing_turn(user_id, message_id, "SET useful = :u", {":u": useful})
+
+    async def _update_existing_turn(
+        self, user_id: str, message_id: str, expression: str, values: dict[str, Any]
+    ) -> Turn | None:
+        try:
+            item = await self.table.update(
+                turn_key(user_id, message_id), expression, condition="attribute_exists(pk)", values=values,
+                return_new=True,
+            )
+        except errors.ConditionFailed:
+            return None
+        return _turn_from_item(item) if item else None
+
+    async def _turns_page(
+        self, user_id: str, conversation_id: str, *, limit: int, cursor: str | None, newest_first: bool
+    ) -> Page:
+        page = await self.table.query(
+            turns_index_pk(user_id, conversation_id), index=GSI1, limit=limit, cursor=cursor, newest_first=newest_first
         )
-        return bool(_deserialize(response.get("Item", {})).get("stopRequested", False))
+        return _records(page, _turn_from_item)
 
-    async def request_stop(self, user_id: str, message_id: str) -> Turn:
-        """Flag a turn for stopping; the stream that owns it notices within a poll interval."""
-        try:
-            response = await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-                UpdateExpression="SET stopRequested = :t",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=_serialize({":t": True}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            raise errors.NotFound("message not found") from exc
-        return _turn_from_item(_deserialize(response["Attributes"]))
-
-    async def set_feedback(self, user_id: str, message_id: str, useful: int) -> Turn:
-        try:
-            response = await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"MSG#{message_id}"}),
-                UpdateExpression="SET useful = :u",
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=_serialize({":u": useful}),
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            raise errors.NotFound("message not found") from exc
-        return _turn_from_item(_deserialize(response["Attributes"]))
-
-    # ---- conversations -----------------------------------------------------
+    # ---- conversations ---------------------------------------------------------------
 
     async def get_conversation(self, user_id: str, conversation_id: str) -> Conversation | None:
-        response = await self._call(
-            self._client.get_item,
-            TableName=self.table_name,
-            Key=_serialize({"pk": _user_pk(user_id), "sk": f"CONV#{conversation_id}"}),
-            ConsistentRead=True,
-        )
-        item = response.get("Item")
-        return _conversation_from_item(_deserialize(item)) if item else None
+        item = await self.table.get(conversation_key(user_id, conversation_id))
+        return _conversation_from_item(item) if item else None
 
     async def list_conversations(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> Page:
-        gsi1pk = f"{_user_pk(user_id)}#CONVS"
-        return await self._query_page(gsi1pk, limit, cursor, newest_first=True, parse=_conversation_from_item)
-
-    async def list_turns(
-        self, user_id: str, conversation_id: str, *, limit: int = 50, cursor: str | None = None
-    ) -> Page:
-        if await self.get_conversation(user_id, conversation_id) is None:
-            raise errors.NotFound("conversation not found")
-        gsi1pk = f"{_user_pk(user_id)}#CONV#{conversation_id}"
-        page = await self._query_page(gsi1pk, limit, cursor, newest_first=False, parse=_turn_from_item)
-        page.items = [await self._settle_if_stale(user_id, turn) for turn in page.items]
-        return page
-
-    async def recent_turns(self, user_id: str, conversation_id: str, limit: int) -> list[Turn]:
-        """The conversation's last ``limit`` turns, oldest first (context for the model)."""
-        if limit <= 0:
-            return []
-        page = await self._query_page(
-            f"{_user_pk(user_id)}#CONV#{conversation_id}", limit, None, newest_first=True, parse=_turn_from_item
+        page = await self.table.query(
+            conversations_index_pk(user_id), index=GSI1, limit=limit, cursor=cursor, newest_first=True
         )
-        return list(reversed(page.items))
+        return _records(page, _conversation_from_item)
 
-    async def _query_page(
-        self, gsi1pk: str, limit: int, cursor: str | None, *, newest_first: bool, parse: Callable[[dict], Any]
-    ) -> Page:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table_name,
-            "IndexName": GSI1,
-            "KeyConditionExpression": "gsi1pk = :pk",
-            "ExpressionAttributeValues": _serialize({":pk": gsi1pk}),
-            "ScanIndexForward": not newest_first,
-            "Limit": limit,
-        }
-        start = _decode_cursor(cursor, gsi1pk)
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        response = await self._call(self._client.query, **kwargs)
-        items = [parse(_deserialize(raw)) for raw in response.get("Items", [])]
-        return Page(items, _encode_cursor(response.get("LastEvaluatedKey")))
-
-    async def delete_conversation(self, user_id: str, conversation_id: str) -> int:
-        """Delete a conversation and all its turns. Returns the number of turns removed."""
-        if await self.get_conversation(user_id, conversation_id) is None:
-            raise errors.NotFound("conversation not found")
-        pk = _user_pk(user_id)
-        gsi1pk = f"{pk}#CONV#{conversation_id}"
-        keys: list[dict[str, Any]] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "IndexName": GSI1,
-                "KeyConditionExpression": "gsi1pk = :pk",
-                "ExpressionAttributeValues": _serialize({":pk": gsi1pk}),
-                "ProjectionExpression": "pk, sk",
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = await self._call(self._client.query, **kwargs)
-            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                break
+    async def _delete_conversation(self, user_id: str, conversation_id: str) -> int:
+        keys = await self.table.query_keys(turns_index_pk(user_id, conversation_id), index=GSI1)
         # The conversation item goes last, so a failure half-way leaves it listable and retryable.
-        for offset in range(0, len(keys), 25):
-            await self._batch_delete(keys[offset : offset + 25])
-        await self._batch_delete([_serialize({"pk": pk, "sk": f"CONV#{conversation_id}"})])
+        await self.table.batch_delete(keys)
+        await self.table.batch_delete([conversation_key(user_id, conversation_id)])
         return len(keys)
 
-    async def _batch_delete(self, keys: list[dict[str, Any]]) -> None:
-        requests = {self.table_name: [{"DeleteRequest": {"Key": k}} for k in keys]}
-        for attempt in range(8):
-            response = await self._call(self._client.batch_write_item, RequestItems=requests)
-            requests = response.get("UnprocessedItems") or {}
-            if not requests:
-                return
-            await anyio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise errors.StorageError("could not delete every item")
-
-    # ---- refresh tokens ----------------------------------------------------
-    # One item per token family, ``pk=USER#<uid>, sk=REFRESH#<family>``: the hash of the
-    # family's current token, rotated by one conditional write per use; ``expiresAt``
-    # (TTL) moves with each rotation. The token itself is never stored.
-
-    async def create_refresh_family(self, user_id: str, family: str, token_hash: str, expires_at: int) -> None:
-        now = utc_now()
-        await self._call(
-            self._client.update_item,
-            TableName=self.table_name,
-            Key=_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"}),
-            UpdateExpression="SET #type = :type, tokenHash = :h, createdAt = :now, rotatedAt = :now, expiresAt = :exp",
-            ConditionExpression="attribute_not_exists(pk)",
-            ExpressionAttributeNames={"#type": "type"},
-            ExpressionAttributeValues=_serialize({":type": "refresh", ":h": token_hash, ":now": now,
-                                                  ":exp": expires_at}),
-        )
-
-    async def rotate_refresh_family(
-        self, user_id: str, family: str, *, old_hash: str, new_hash: str, expires_at: int
-    ) -> bool:
-        """Replace the family's current token; False when ``old_hash`` is not current or has expired."""
-        try:
-            await self._call(
-                self._client.update_item,
-                TableName=self.table_name,
-                Key=_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"}),
-                UpdateExpression="SET tokenHash = :new, rotatedAt = :now, expiresAt = :exp",
-                ConditionExpression="tokenHash = :old AND expiresAt > :epoch",
-                ExpressionAttributeValues=_serialize({":new": new_hash, ":old": old_hash, ":now": utc_now(),
-                                                      ":exp": expires_at, ":epoch": int(time.time())}),
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise errors.StorageError("could not rotate the refresh token") from exc
-        return True
-
-    async def delete_refresh_family(self, user_id: str, family: str) -> None:
-        await self._batch_delete([_serialize({"pk": _user_pk(user_id), "sk": f"REFRESH#{family}"})])
-
-    # ---- all of a user's data ----------------------------------------------
+    # ---- all of a user's data ------------------------------------------------------
 
     async def delete_user_data(self, user_id: str) -> int:
-        """Delete every item under ``USER#<uid>``: conversations, turns, refresh tokens,
-        quota counters. Returns the number of items removed.
-
-        Conversations go last, so a failure half-way leaves them listed and the call
-        can simply be repeated.
-        """
-        pk = _user_pk(user_id)
-        keys: list[dict[str, Any]] = []
-        start: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "KeyConditionExpression": "pk = :pk",
-                "ExpressionAttributeValues": _serialize({":pk": pk}),
-                "ProjectionExpression": "pk, sk",
-                "ConsistentRead": True,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            response = await self._call(self._client.query, **kwargs)
-            keys.extend({"pk": i["pk"], "sk": i["sk"]} for i in response.get("Items", []))
-            start = response.get("LastEvaluatedKey")
-            if not start:
-                break
-        keys.sort(key=lambda k: k["sk"]["S"].startswith("CONV#"))
-        for offset in range(0, len(keys), 25):
-            await self._batch_delete(keys[offset : offset + 25])
+        keys = await self.table.query_keys(user_pk(user_id), consistent=True)
+        # Conversations go last, so a failure half-way leaves them listed and the call can be repeated.
+        keys.sort(key=is_conversation_key)
+        await self.table.batch_delete(keys)
         return len(keys)

@@ -1,10 +1,23 @@
-"""What the store keeps: conversations and turns, as plain dataclasses."""
+"""What the store keeps: conversations and turns, as plain dataclasses, and their timestamps."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
+
+_TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def utc_now() -> str:
+    """Now, as records keep time: ISO 8601 UTC to the millisecond, so timestamps sort as text."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_timestamp(stamp: str) -> datetime:
+    """A record's timestamp (from ``utc_now``) as an aware datetime."""
+    return datetime.strptime(stamp, _TIMESTAMP).replace(tzinfo=UTC)
 
 
 class TurnStatus(str, Enum):

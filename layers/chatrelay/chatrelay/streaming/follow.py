@@ -16,12 +16,12 @@ import anyio
 
 from chatrelay import errors
 from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
-from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Turn, TurnStatus
 
 
 async def follow_turn(
-    store: DynamoDBChatStore,
+    store: TurnStore,
     user_id: str,
     turn: Turn,
     *,

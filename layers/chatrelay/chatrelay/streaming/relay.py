@@ -56,7 +56,7 @@ from chatrelay.observability import logger, record_turn
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage
 from chatrelay.safety.monitor import AnswerSafetyMonitor
 from chatrelay.settings import Settings
-from chatrelay.store.dynamodb import DynamoDBChatStore
+from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Turn, TurnStatus
 
 
@@ -101,7 +101,7 @@ class TurnRelay:
     def __init__(
         self,
         *,
-        store: DynamoDBChatStore,
+        store: TurnStore,
         provider: Provider,
         user_id: str,
         turn: Turn,

@@ -32,8 +32,8 @@ from chatrelay.providers.registry import Preset, ProviderRegistry
 from chatrelay.quotas import Admission, QuotaGuard
 from chatrelay.safety import ContentSafety
 from chatrelay.settings import Settings
-from chatrelay.store.dynamodb import DynamoDBChatStore, utc_now
-from chatrelay.store.records import Turn, TurnStatus
+from chatrelay.store.base import TurnStore
+from chatrelay.store.records import Turn, TurnStatus, utc_now
 from chatrelay.streaming.follow import follow_turn
 from chatrelay.streaming.relay import RelayLimits, TurnRelay, running_relay
 from chatrelay.turns.capacity import FollowerCapacity, Slot, StreamCapacity, holding
@@ -80,7 +80,7 @@ class TurnService:
         self,
         *,
         settings: Settings,
-        store: DynamoDBChatStore,
+        store: TurnStore,
         registry: ProviderRegistry,
         quotas: QuotaGuard | None = None,
         safety: ContentSafety | None = None,
@@ -159,7 +159,7 @@ class TurnService:
         """A stored turn from ``after`` on, followed while another stream is still writing it."""
         turn = await self._store.get_turn(user_id, message_id)
         if turn is None:
-            raise errors.NotFound("message not found")
+            raise errors.MessageNotFound()
         return self._stream(turn, self._follow(user_id, turn, after=after))
 
     async def _admit(self, user_id: str, conversation_id: str | None, message_id: str) -> Admission | None:
@@ -169,7 +169,7 @@ class TurnService:
                 return
             conversation = await self._store.get_conversation(user_id, conversation_id)
             if conversation is None:
-                raise errors.NotFound("conversation not found", field="conversationId")
+                raise errors.ConversationNotFound(field="conversationId")
             if conversation.turn_count >= max_turns:
                 raise errors.ConversationTooLong(
                     f"a conversation holds at most {max_turns} turns; start a new one", field="conversationId"
@@ -255,7 +255,8 @@ class TurnService:
             history_read = asyncio.create_task(self._store.recent_turns(
                 user_id, request.conversation_id, self._settings.context_max_turns + 1 + bool(request.exclude_message_id)))
         try:
-            start = await self._store.start_turn(user_id, request.conversation_id, turn)
+            with errors.naming_field("conversationId", errors.ConversationNotFound):
+                start = await self._store.start_turn(user_id, request.conversation_id, turn)
         except BaseException:
             await _abandon(relay, history_read)
             raise
