@@ -197,6 +197,11 @@ class Settings(BaseSettings):
         3.0, ge=0, validation_alias=_env("CHATRELAY_LAMBDA_DEADLINE_MARGIN", "lambda_deadline_margin")
     )
     """Seconds before the Lambda invocation's deadline at which a turn ends ``truncated``."""
+    trust_lambda_context: bool = Field(
+        False, validation_alias=_env("CHATRELAY_TRUST_LAMBDA_CONTEXT", "trust_lambda_context")
+    )
+    """Read the ``x-amzn-lambda-context`` header (its deadline, request id): only behind Lambda Web
+    Adapter, which sets it and overwrites a client's. Off elsewhere, where any client could send it."""
     max_answer_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS", "max_answer_seconds")
     )
