@@ -51,6 +51,7 @@ def main() -> None:
     ddb_server = None
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("CHATRELAY_DEV_AUTH", "1")
+    os.environ["CHATRELAY_DEVSTACK"] = "1"  # dev login is expected here: no start-up warning
     os.environ.setdefault("CHAT_TABLE", "chatrelay-chat")
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")

@@ -62,8 +62,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal_error", "internal error")
 
 
+def warn_if_dev_auth(settings: Settings) -> None:
+    """Dev login issues a token for any user id: say so loudly unless this is ``make dev``."""
+    if settings.dev_auth and not settings.dev_stack:
+        logger.warning(
+            "DEV LOGIN IS ON: POST /v1/auth/dev issues a token for ANY user id without a password "
+            "(CHATRELAY_DEV_AUTH=1). Never enable it outside local development and tests.",
+            extra={"dev_auth": True},
+        )
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or get_settings()
+    warn_if_dev_auth(settings)
     services = services or Services.from_settings(settings)
 
     @asynccontextmanager
