@@ -10,6 +10,7 @@
     │   │   └── WeChatCodeInvalid        wechat_code_invalid  401
     │   ├── WeChatUserBlocked            wechat_user_blocked  403
     │   ├── NotFound                     not_found            404
+    │   ├── RequestTimeout               request_timeout      408 (the body did not arrive in time)
     │   ├── PayloadTooLarge              payload_too_large    413
     │   └── TooManyRequests              (see below)          429, with Retry-After
     │       ├── RateLimited              rate_limited         (requests per minute)
@@ -180,6 +181,13 @@ class WeChatUserBlocked(RequestError):
 
     code = "wechat_user_blocked"
     status_code = 403
+
+
+class RequestTimeout(RequestError):
+    """The request body did not arrive in time."""
+
+    code = "request_timeout"
+    status_code = 408
 
 
 class PayloadTooLarge(RequestError):

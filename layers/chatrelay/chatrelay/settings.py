@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         64 * 1024, gt=0, validation_alias=_env("CHATRELAY_MAX_BODY_BYTES")
     )
+    body_read_timeout: float = Field(15.0, gt=0, validation_alias=_env("CHATRELAY_BODY_READ_TIMEOUT"))
+    """Seconds a request body may take to arrive in full (408 after): a stalled upload must not hold a
+    connection under a self-hosted uvicorn (Lambda receives whole requests)."""
     max_json_depth: int = Field(16, gt=0, validation_alias=_env("CHATRELAY_MAX_JSON_DEPTH"))
     max_conversation_turns: int = Field(
         200, ge=0, validation_alias=_env("CHATRELAY_MAX_CONVERSATION_TURNS")

@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     # Inside the request context (so refusals are logged), outside everything else.
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_json_depth=settings.max_json_depth)
+                       max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout)
     app.add_middleware(RequestContextMiddleware, trust_lambda_context=settings.trust_lambda_context)
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
