@@ -20,10 +20,11 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from chatrelay.api.app import create_app  # noqa: E402
+from chatrelay.settings import Settings  # noqa: E402
 from chatrelay_dev.local import dynamodb_local  # noqa: E402
 from chatrelay_dev.local.table import ensure_table  # noqa: E402
 from chatrelay_dev.mockllm import MockConfig, create_mock_app  # noqa: E402
-from chatrelay.settings import Settings  # noqa: E402
+
 from tests.support.servers import ServerThread  # noqa: E402
 
 TOKEN_SECRET = "test-secret-" + "x" * 40

@@ -7,8 +7,8 @@ import uuid
 
 import httpx
 import pytest
-
 from chatrelay_dev.mockllm import answer_text, answer_tokens
+
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import iter_events, stream_chat
 

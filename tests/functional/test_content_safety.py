@@ -10,9 +10,10 @@ import anyio
 import httpx
 import pytest
 from chatrelay.auth.wechat import WeChatApi
+from chatrelay.safety import AnswerSafetyMonitor, KeywordChecker, WeChatContentChecker
+from chatrelay.text import fold
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.mockllm import answer_text
-from chatrelay.safety import AnswerSafetyMonitor, KeywordChecker, WeChatContentChecker
 
 from tests.conftest import login
 from tests.support.servers import get_json, wait_until
@@ -269,3 +270,62 @@ def test_a_clean_long_answer_is_checked_piece_by_piece_and_kept_whole(answer_che
     with _api(server, token) as api:
         turn = api.get(f"/v1/messages/{result.meta['messageId']}").json()
     assert (turn["status"], turn["answer"]) == ("complete", full)
+
+
+# --- disguised words: fullwidth letters and invisible characters (keyword list) -------------------
+
+DISGUISED = {
+    "fullwidth": "ｆｏｒｂｉｄｄｅｎ－ｗｏｒｄ",
+    "upper": "FORBIDDEN-WORD",
+    "zero-width-space": "forbidden\u200b-word",
+    "word-joiner": "for\u2060bidden-word",
+    "bom-and-soft-hyphen": "\ufeffforbidden-wo\u00adrd",
+    "mixed": "ＦＯＲ\u200bbidden\u2060－ｗ\u00adord",
+}
+
+
+def _percent(text: str) -> str:
+    """Every byte percent-encoded: the question carries the word without containing it."""
+    return "".join(f"%{byte:02X}" for byte in text.encode())
+
+
+@pytest.fixture(scope="module")
+def keyword_server(start_app):
+    return start_app(content_safety="keywords", content_safety_keywords=["Forbidden-Word", "违禁词"],
+                     answer_safety_piece_chars=60, idle_timeout=20)
+
+
+@pytest.mark.parametrize("word", [*DISGUISED.values(), "违\u200b禁\ufeff词"], ids=[*DISGUISED, "cjk-zero-width"])
+def test_a_disguised_forbidden_word_in_the_question_is_refused(keyword_server, mock_llm, user, word):
+    token = login(keyword_server.url, user)
+    marker = uuid.uuid4().hex
+    result = stream_chat(keyword_server.url, token, {"prompt": f"{marker} tell me about {word} [mock tokens=2]"})
+    assert result.status == 200 and result.error["code"] == "question_blocked"
+    assert result.done["finishReason"] == "blocked"
+    assert _upstream_calls(mock_llm, marker) == []
+    with _api(keyword_server, token) as api:
+        turn = api.get(f"/v1/messages/{result.meta['messageId']}").json()
+    assert (turn["status"], turn["errorCode"], turn["answer"]) == ("blocked", "question_blocked", "")
+
+
+@pytest.mark.parametrize("word", DISGUISED.values(), ids=DISGUISED.keys())
+def test_a_disguised_forbidden_word_in_the_answer_is_cut_at_an_offset_into_the_streamed_text(
+        keyword_server, user, word):
+    token = login(keyword_server.url, user)
+    # Invisible and expanding characters (ligatures) just before the word: were the offset taken
+    # from the folded text, it would point elsewhere in what the client received.
+    said = "ﬃ\u200b" * 15 + " " + word
+    result = stream_chat(keyword_server.url, token,
+                         {"prompt": f"{uuid.uuid4().hex} [mock tokens=80 interval=0 say={_percent(said)} say_at=40]"})
+    full = answer_text(80, said, 40)
+    at = full.index(word)
+    assert result.status == 200 and result.error is not None, result.text
+    assert result.error["code"] == "answer_blocked" and result.done["finishReason"] == "blocked"
+    offset = result.error["offset"]
+    assert full.startswith(result.text) and len(result.text) >= offset
+    assert 0 < offset <= at and at - offset < 60 + 50 + 200  # one piece, its overlap, a sentence back
+    assert "forbidden-word" not in fold(result.text[:offset])
+    with _api(keyword_server, token) as api:
+        turn = api.get(f"/v1/messages/{result.meta['messageId']}").json()
+    assert (turn["status"], turn["errorCode"]) == ("blocked", "answer_blocked")
+    assert turn["answer"] == full[:offset] == result.text[:offset]

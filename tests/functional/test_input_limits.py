@@ -7,6 +7,8 @@ the API afterwards to prove it.
 from __future__ import annotations
 
 import json
+import socket
+import time
 import uuid
 
 import httpx
@@ -131,3 +133,71 @@ def test_a_conversation_stops_at_its_turn_limit(small_server, small, mock_llm):
 def test_an_unknown_conversation_is_still_404(small):
     response = small.post("/v1/chat/stream", json={"prompt": "x", "conversationId": "nope"})
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+# --- a body that never arrives ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def impatient_server(start_app):
+    return start_app(body_read_timeout=0.5)
+
+
+def _raw_request(server, token: str, head_extra: str, body_part: bytes) -> tuple[bytes, float, bool]:
+    """Send headers (and ``body_part``) on a raw socket, then nothing: the response, its delay, and
+    whether the server closed the connection afterwards."""
+    host, port = "127.0.0.1", server.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall((f"POST /v1/chat/stream HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+                      f"Content-Type: application/json\r\n{head_extra}\r\n").encode() + body_part)
+        started = time.monotonic()
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < _length(received):
+            chunk = sock.recv(65536)
+            assert chunk, received
+            received += chunk
+        delay = time.monotonic() - started
+        sock.settimeout(5)
+        try:
+            closed = sock.recv(1) == b""
+        except (ConnectionResetError, TimeoutError):
+            closed = False
+    return received, delay, closed
+
+
+def _length(received: bytes) -> int:
+    head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    return next((int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.startswith("content-length:")), 0)
+
+
+@pytest.mark.parametrize(("head_extra", "body_part"), [
+    ("Content-Length: 100\r\n", b""),
+    ("Content-Length: 100\r\n", b'{"prompt": "half a bo'),
+    ("Transfer-Encoding: chunked\r\n", b'10\r\n{"prompt": "stal\r\n'),
+], ids=["nothing", "half", "chunked"])
+def test_a_stalled_body_is_408_and_the_connection_closed(impatient_server, user, head_extra, body_part):
+    token = login(impatient_server.url, user)
+    received, delay, closed = _raw_request(impatient_server, token, head_extra, body_part)
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert json.loads(body) == {"code": "request_timeout",
+                                "message": "the request body did not arrive within 0.5 s"}
+    assert 0.3 < delay < 5
+    assert closed
+    with httpx.Client(base_url=impatient_server.url, headers={"Authorization": f"Bearer {token}"}) as api:
+        _nothing_stored(api)
+
+
+def test_a_body_that_arrives_in_time_is_served(impatient_server, user):
+    token = login(impatient_server.url, user)
+
+    def slow():
+        yield b'{"prompt": "in time '
+        time.sleep(0.2)
+        yield b'[mock tokens=1]"}'
+
+    with httpx.Client(base_url=impatient_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
+        with api.stream("POST", "/v1/chat/stream", content=slow(),
+                        headers={"Content-Type": "application/json"}) as response:
+            assert response.status_code == 200
+            response.read()
+        assert len(api.get("/v1/conversations").json()["items"]) == 1

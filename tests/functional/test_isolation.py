@@ -7,13 +7,14 @@ a new route cannot be added without saying how it is isolated.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 
 import httpx
 import jwt
 import pytest
 
-from tests.conftest import login
+from tests.conftest import TOKEN_SECRET, login
 from tests.support.sse_client import stream_chat
 from tests.support.wechat import start_wechat_fake, wechat_settings, wechat_token
 
@@ -110,3 +111,26 @@ def test_another_users_token_gets_404_on_every_owned_route(server):
     refreshed = httpx.post(f"{server.url}/v1/auth/refresh", json={"refreshToken": owner["refreshToken"]})
     assert refreshed.status_code == 200
 
+
+
+def test_a_token_whose_user_id_ends_with_a_newline_is_refused(server, user):
+    """``$`` in a pattern also matches before a final newline: the user id must match whole."""
+    token = login(server.url, user)
+    stream_chat(server.url, token, {"prompt": "mine [mock tokens=1]"})
+    now = int(time.time())
+    for sub in (f"{user}\n", "\n", f"{user}\r\n"):
+        forged = jwt.encode({"sub": sub, "iss": "chatrelay", "aud": "chatrelay-client", "iat": now, "exp": now + 60},
+                            TOKEN_SECRET, algorithm="HS256")
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {forged}"}, timeout=10) as api:
+            for method, path, body in (("GET", "/v1/conversations", None), ("DELETE", "/v1/me/data", None),
+                                       ("POST", "/v1/chat/stream", {"prompt": "x [mock tokens=1]"})):
+                response = api.request(method, path, json=body)
+                assert response.status_code == 401, (sub, method, path, response.text)
+                assert response.json()["code"] == "unauthorized"
+    # Nor can a dev login or a refresh token name such a user.
+    assert httpx.post(f"{server.url}/v1/auth/dev", json={"userId": f"{user}\n"}, timeout=10).status_code == 422
+    forged_refresh = base64.urlsafe_b64encode(f"{user}\n".encode()).decode().rstrip("=") + ".family.secret"
+    assert httpx.post(f"{server.url}/v1/auth/refresh", json={"refreshToken": forged_refresh},
+                      timeout=10).status_code == 401
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
+        assert len(api.get("/v1/conversations").json()["items"]) == 1  # the owner's data is untouched

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import openai
 import pytest
-
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 
 

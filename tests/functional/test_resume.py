@@ -123,7 +123,7 @@ def test_a_retried_request_id_follows_the_first_attempt_while_it_streams(resumab
 
 
 def test_a_turn_near_the_lambda_deadline_ends_truncated(start_app, user):
-    server = start_app(lambda_deadline_margin=0.5)
+    server = start_app(lambda_deadline_margin=0.5, trust_lambda_context=True)  # as behind LWA
     token = login(server.url, user)
     context = json.dumps({"request_id": "r1", "deadline": int((time.time() + 1.0) * 1000)})
     with (

@@ -19,9 +19,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from chatrelay_dev.local.table import load_template
 from chatrelay.settings import Settings
+from chatrelay_dev.local.table import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = load_template()
@@ -207,6 +206,8 @@ def test_every_variable_is_a_setting_and_settings_read_what_the_parameters_say(f
         f"ssm:{params['LlmApiKeySecretName']}" if function == "StreamFunction" and params["LlmApiKeySecretName"]
         else None)
     assert settings.finish_on_disconnect is (function == "StreamFunction")
+    # Only the function behind Lambda Web Adapter, which sets x-amzn-lambda-context, reads it.
+    assert settings.trust_lambda_context is (function == "StreamFunction")
 
 
 def _secret_arns(store: str, *names: str) -> set[str]:

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from chatrelay_dev.local.dynamodb_local import free_port
 
 

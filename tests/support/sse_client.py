@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
 from chatrelay.streaming.sse import SSEDecoder, SSEMessage
 
 
@@ -118,14 +117,15 @@ def iter_events(response: httpx.Response, raw_sink: bytearray | None = None) -> 
 
 
 def stream_chat(
-    base_url: str, token: str, body: dict[str, Any], *, fmt: str = "json", timeout: float = 20.0
+    base_url: str, token: str, body: dict[str, Any], *, fmt: str = "json", timeout: float = 20.0,
+    headers: dict[str, str] | None = None,
 ) -> StreamResult:
     """POST /v1/chat/stream and read it to the end."""
     params = {"format": fmt} if fmt != "json" else None
     with httpx.Client(timeout=timeout) as client:
         with client.stream(
             "POST", f"{base_url}/v1/chat/stream", json=body, params=params,
-            headers={"Authorization": f"Bearer {token}"},
+            headers={"Authorization": f"Bearer {token}", **(headers or {})},
         ) as response:
             raw = bytearray()
             if response.status_code != 200:

@@ -7,7 +7,6 @@ import json
 import anyio
 import httpx
 import pytest
-
 from chatrelay import errors
 from chatrelay.providers.base import ChatMessage, StreamParams
 from chatrelay.providers.openai_compat import OpenAICompatProvider

@@ -7,7 +7,6 @@ import json
 import anyio
 import httpx
 import pytest
-
 from chatrelay import errors
 from chatrelay.providers.anthropic_messages import AnthropicProvider
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage

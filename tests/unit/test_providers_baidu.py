@@ -7,7 +7,6 @@ import json
 import anyio
 import httpx
 import pytest
-
 from chatrelay import errors
 from chatrelay.providers.baidu_ernie import BaiduErnieProvider
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage

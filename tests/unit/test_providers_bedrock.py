@@ -15,11 +15,10 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-
 from chatrelay import errors
-from chatrelay_dev.mockllm import eventstream
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 from chatrelay.providers.bedrock_converse import BedrockConverseProvider, translate
+from chatrelay_dev.mockllm import eventstream
 
 MESSAGES = [ChatMessage("system", "sys"), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),
             ChatMessage("user", "q2")]

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
-
 from chatrelay import errors
 from chatrelay.providers.base import ChatDelta, ChatMessage, StreamParams, Usage
 from chatrelay.providers.deadlines import TimedProvider, Timeouts

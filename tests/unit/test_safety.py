@@ -11,9 +11,7 @@ import asyncio
 import anyio
 import httpx
 import pytest
-
 from chatrelay.auth.wechat import WeChatApi
-from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 from chatrelay.safety import (
     MAX_CHECK_CHARS,
     AllCheckers,
@@ -25,6 +23,8 @@ from chatrelay.safety import (
     WeChatContentChecker,
     safe_cut,
 )
+from chatrelay.text import fold
+from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 
 CONFIG = WeChatFakeConfig(risky_words=("forbidden-word", "违禁词"), review_words=("borderline",))
 
@@ -277,3 +277,65 @@ def test_question_policy_fail_open_and_closed():
     assert anyio.run(run, False).suggest == "pass"
     with pytest.raises(errors.ContentCheckUnavailable):
         anyio.run(run, True)
+
+
+# --- disguised words: fullwidth letters, invisible characters ---------------------------------
+
+DISGUISES = {
+    "fullwidth": "ｂａｄｗｏｒｄ",
+    "fullwidth-upper": "ＢＡＤＷＯＲＤ",
+    "zero-width-space": "bad\u200bword",
+    "word-joiner": "b\u2060adword",
+    "bom": "badw\ufefford",
+    "soft-hyphen": "bad\u00adword",
+    "zwnj-zwj": "b\u200ca\u200ddword",
+    "bidi-controls": "bad\u202ew\u202cord",
+    "variation-selector": "b\ufe0fadword",
+    "tag-characters": "bad\U000e0041word",
+    "circled": "ⓑⓐⓓⓦⓞⓡⓓ",
+    "mixed": "Ｂ\u200bａ\u00adＤword",
+}
+
+
+@pytest.mark.parametrize("text", DISGUISES.values(), ids=DISGUISES.keys())
+def test_keyword_checker_sees_through_fullwidth_and_invisible_characters(text):
+    checker = KeywordChecker(["BadWord", "违禁词"])
+
+    async def run():
+        assert (await checker.check(f"a {text} here", user_id="u", scene=2)).suggest == "risky"
+        assert (await checker.check("这里有违\u200b禁\ufeff词吗", user_id="u", scene=2)).suggest == "risky"
+
+    anyio.run(run)
+
+
+def test_keywords_are_folded_too_and_invisible_only_keywords_are_dropped():
+    checker = KeywordChecker(["ｓｅｃｒｅｔ\u200b", "\u200b\u2060", "\u00ad"])
+
+    async def run():
+        assert (await checker.check("the SECRET plan", user_id="u", scene=2)).suggest == "risky"
+        assert (await checker.check("nothing to see", user_id="u", scene=2)).suggest == "pass"
+
+    anyio.run(run)
+
+
+def test_fold():
+    assert fold("ＢＡＤ\u200b\u2060\ufeff\u00adword") == "badword"
+    assert fold("Straße ﬁne") == "strasse fine"
+    assert fold("e\u200b\u0301") == "é"  # an invisible character does not keep letters from composing
+
+
+def test_monitor_overlap_counts_visible_characters_only():
+    """A word padded with zero-width spaces across a piece boundary is still seen whole,
+    and the cut-off is an offset into the text as streamed."""
+    checker = KeywordChecker(["badword"])
+    padded = "bad" + "\u200b" * 120 + "word"
+    text = "x" * 90 + padded + "y" * 300
+
+    async def run():
+        monitor = AnswerSafetyMonitor(checker, user_id="u", piece_chars=100, overlap=20)
+        await _feed(monitor, text)
+        return await monitor.finish()
+
+    cut = anyio.run(run)
+    assert cut is not None and cut <= text.index(padded)
+    assert "badword" not in fold(text[:cut])

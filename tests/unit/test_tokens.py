@@ -1,10 +1,10 @@
 """Access tokens: signed, expiring, bound to issuer and audience."""
 
+import base64
 import time
 
 import jwt
 import pytest
-
 from chatrelay import errors
 from chatrelay.auth.tokens import TokenService
 
@@ -51,3 +51,24 @@ def test_alg_none_is_refused():
 def test_short_secret_is_refused():
     with pytest.raises(ValueError):
         TokenService("short", issuer="i", audience="a", ttl_seconds=1)
+
+
+@pytest.mark.parametrize("sub", ["user-1\n", "\n", "user-1\r\n", "user-1\n\n", "\nuser-1"])
+def test_a_user_id_must_match_whole_not_up_to_a_final_newline(sub):
+    service = _service()
+    token = jwt.encode({"sub": sub, "iss": "chatrelay", "aud": "app", "iat": 0, "exp": int(time.time()) + 60}, SECRET)
+    with pytest.raises(errors.Unauthorized):
+        service.verify(token)
+    with pytest.raises(errors.InvalidRequest):
+        service.issue(sub)
+
+
+def test_openids_and_refresh_token_users_must_match_whole_too():
+    from chatrelay.auth.refresh import _parse
+    from chatrelay.auth.wechat import openid_of
+
+    assert openid_of("wx:oAbcdef123") == "oAbcdef123"
+    assert openid_of("wx:oAbcdef123\n") is None
+    encoded = base64.urlsafe_b64encode(b"user-1\n").decode().rstrip("=")
+    with pytest.raises(errors.RefreshTokenInvalid):
+        _parse(f"{encoded}.family.secret")

@@ -20,7 +20,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatrelay_dev.local.paths import repo_root
-from chatrelay_dev.local.processes import stop_process
+from chatrelay_dev.local.processes import spawn, stop_process
 
 
 def find_jar() -> Path:
@@ -75,18 +75,22 @@ def start(port: int | None = None, data_dir: Path | None = None, timeout: float 
     args += ["-sharedDb", "-port", str(port)]
     # Output goes to a file: a pipe nobody reads would fill up and block the emulator.
     log = tempfile.NamedTemporaryFile(prefix="dynamodb-local-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(args, cwd=jar.parent, stdout=log, stderr=subprocess.STDOUT)
+    # Dies with this process (spawn), even if it is killed without a chance to stop it.
+    process = spawn(args, cwd=jar.parent, stdout=log, stderr=subprocess.STDOUT)
     server = DynamoDBLocal(process, port, Path(log.name))
-    client = local_client(server.endpoint)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"DynamoDB Local exited: {server.log_path.read_text(errors='replace')[-2000:]}")
-        try:
-            client.list_tables()
-            return server
-        except (BotoCoreError, ClientError):
-            if time.monotonic() > deadline:
-                server.stop()
-                raise TimeoutError("DynamoDB Local did not start in time") from None
-            time.sleep(0.2)
+    try:
+        client = local_client(server.endpoint)
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"DynamoDB Local exited: {server.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                client.list_tables()
+                return server
+            except (BotoCoreError, ClientError):
+                if time.monotonic() > deadline:
+                    raise TimeoutError("DynamoDB Local did not start in time") from None
+                time.sleep(0.2)
+    except BaseException:  # timed out, or interrupted (a signal while it starts): not left behind
+        server.stop()
+        raise

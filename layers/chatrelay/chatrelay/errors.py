@@ -13,6 +13,7 @@
     │   ├── NotFound                     not_found            404
     │   │   ├── ConversationNotFound     not_found            (not one of the caller's conversations)
     │   │   └── MessageNotFound          not_found            (not one of the caller's messages)
+    │   ├── RequestTimeout               request_timeout      408 (the body did not arrive in time)
     │   ├── PayloadTooLarge              payload_too_large    413
     │   └── TooManyRequests              (see below)          429, with Retry-After
     │       ├── RateLimited              rate_limited         (requests per minute)
@@ -228,6 +229,13 @@ class WeChatUserBlocked(RequestError):
 
     code = "wechat_user_blocked"
     status_code = 403
+
+
+class RequestTimeout(RequestError):
+    """The request body did not arrive in time."""
+
+    code = "request_timeout"
+    status_code = 408
 
 
 class PayloadTooLarge(RequestError):

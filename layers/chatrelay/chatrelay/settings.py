@@ -4,6 +4,11 @@ Every environment variable the service reads is named here and nowhere else
 (the Powertools ``shared/constants.py`` habit). Explicit constructor arguments win
 over the environment, so tests build a ``Settings(...)`` and pass it to
 ``create_app`` instead of patching ``os.environ``.
+
+Only the documented names are read, exactly as spelled (``CHATRELAY_DEV_AUTH``): the
+environment is matched case-sensitively and never by field name, so neither
+``dev_auth=1`` nor ``DEV_AUTH=1`` nor ``chatrelay_dev_auth=1`` turns anything on. Field
+names are for the constructor only (``Settings(dev_auth=True)``).
 """
 
 from __future__ import annotations
@@ -13,11 +18,29 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 
 def _env(*names: str) -> AliasChoices:
+    """The environment variables a setting is read from (upper case, documented)."""
     return AliasChoices(*names)
+
+
+class _DocumentedNamesOnly(EnvSettingsSource):
+    """The environment, read under the settings' aliases only.
+
+    ``populate_by_name`` (so that tests can write ``Settings(dev_auth=True)``) would also make
+    pydantic-settings look the field name up in the environment: ``dev_auth=1`` would turn dev
+    login on. Field names are dropped from the names this source reads.
+    """
+
+    def _extract_field_info(self, field: FieldInfo, field_name: str, *args, **kwargs):  # type: ignore[override]
+        infos = super()._extract_field_info(field, field_name, *args, **kwargs)
+        aliases = getattr(field.validation_alias, "choices", None) or [field.validation_alias]
+        if field_name in aliases:
+            return infos
+        return [info for info in infos if info[0] != field_name]
 
 
 def _default_h5_dir() -> str | None:
@@ -27,216 +50,239 @@ def _default_h5_dir() -> str | None:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env file and no secrets directory are configured: the constructor, then the environment.
+        return init_settings, _DocumentedNamesOnly(settings_cls, case_sensitive=True)
 
     # --- storage -----------------------------------------------------------
-    chat_table: str = Field("chatrelay-chat", validation_alias=_env("CHAT_TABLE", "chat_table"))
+    chat_table: str = Field("chatrelay-chat", validation_alias=_env("CHAT_TABLE"))
     dynamodb_endpoint_url: str | None = Field(
-        None, validation_alias=_env("DYNAMODB_ENDPOINT_URL", "dynamodb_endpoint_url")
+        None, validation_alias=_env("DYNAMODB_ENDPOINT_URL")
     )
     aws_region: str = Field(
-        "us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION", "aws_region")
+        "us-east-1", validation_alias=_env("AWS_REGION", "AWS_DEFAULT_REGION")
     )
     retention_days: int = Field(
-        0, ge=0, validation_alias=_env("CHATRELAY_RETENTION_DAYS", "retention_days")
+        0, ge=0, validation_alias=_env("CHATRELAY_RETENTION_DAYS")
     )
     """Days a turn is kept before DynamoDB's TTL removes it; 0 keeps it forever."""
     storage_threads: int = Field(
-        64, ge=1, validation_alias=_env("CHATRELAY_STORAGE_THREADS", "storage_threads")
+        64, ge=1, validation_alias=_env("CHATRELAY_STORAGE_THREADS")
     )
     """Worker threads for boto3 calls (boto3 is blocking; the event loop never is)."""
 
     # --- identity ----------------------------------------------------------
     token_secret: SecretStr | None = Field(
-        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET", "token_secret")
+        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET")
     )
     token_secret_name: str | None = Field(
-        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET_NAME", "token_secret_name")
+        None, validation_alias=_env("CHATRELAY_TOKEN_SECRET_NAME")
     )
     """Where the token secret lives: ``ssm:/name`` or ``secretsmanager:name`` (see secrets.py)."""
-    token_issuer: str = Field("chatrelay", validation_alias=_env("CHATRELAY_TOKEN_ISSUER", "token_issuer"))
+    token_issuer: str = Field("chatrelay", validation_alias=_env("CHATRELAY_TOKEN_ISSUER"))
     token_audience: str = Field(
-        "chatrelay-client", validation_alias=_env("CHATRELAY_TOKEN_AUDIENCE", "token_audience")
+        "chatrelay-client", validation_alias=_env("CHATRELAY_TOKEN_AUDIENCE")
     )
     token_ttl_seconds: int = Field(
-        3600, gt=0, validation_alias=_env("CHATRELAY_TOKEN_TTL_SECONDS", "token_ttl_seconds")
+        3600, gt=0, validation_alias=_env("CHATRELAY_TOKEN_TTL_SECONDS")
     )
-    dev_auth: bool = Field(False, validation_alias=_env("CHATRELAY_DEV_AUTH", "dev_auth"))
-    """Enables ``POST /v1/auth/dev``: local development and tests only."""
+    dev_auth: bool = Field(False, validation_alias=_env("CHATRELAY_DEV_AUTH"))
+    """Enables ``POST /v1/auth/dev``: local development and tests only (a warning is logged at start-up
+    unless ``dev_stack``)."""
+    dev_stack: bool = Field(False, validation_alias=_env("CHATRELAY_DEVSTACK"))
+    """Set by ``make dev`` (chatrelay_dev.local.devstack): dev login is expected there, so no warning."""
     refresh_token_ttl_seconds: int = Field(
-        30 * 86400, gt=0, validation_alias=_env("CHATRELAY_REFRESH_TOKEN_TTL_SECONDS", "refresh_token_ttl_seconds")
+        30 * 86400, gt=0, validation_alias=_env("CHATRELAY_REFRESH_TOKEN_TTL_SECONDS")
     )
     """Lifetime of a refresh token; each use rotates it and starts a new lifetime."""
 
     # --- WeChat (login, content security) ----------------------------------
     wechat_api_base: str = Field(
-        "https://api.weixin.qq.com", validation_alias=_env("CHATRELAY_WECHAT_API_BASE", "wechat_api_base")
+        "https://api.weixin.qq.com", validation_alias=_env("CHATRELAY_WECHAT_API_BASE")
     )
-    wechat_app_id: str | None = Field(None, validation_alias=_env("CHATRELAY_WECHAT_APP_ID", "wechat_app_id"))
+    wechat_app_id: str | None = Field(None, validation_alias=_env("CHATRELAY_WECHAT_APP_ID"))
     wechat_app_secret: SecretStr | None = Field(
-        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET", "wechat_app_secret")
+        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET")
     )
     wechat_app_secret_name: str | None = Field(
-        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET_NAME", "wechat_app_secret_name")
+        None, validation_alias=_env("CHATRELAY_WECHAT_APP_SECRET_NAME")
     )
     """Where the app secret lives (``ssm:/name`` or ``secretsmanager:name``) when not given directly."""
-    wechat_timeout: float = Field(5.0, gt=0, validation_alias=_env("CHATRELAY_WECHAT_TIMEOUT", "wechat_timeout"))
+    wechat_timeout: float = Field(5.0, gt=0, validation_alias=_env("CHATRELAY_WECHAT_TIMEOUT"))
     """Seconds a call to the WeChat server API may take (login, access token, msg_sec_check)."""
 
     # --- abuse control (0 disables a limit) ---------------------------------
     rate_limit_per_minute: int = Field(
-        0, ge=0, validation_alias=_env("CHATRELAY_RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute")
+        0, ge=0, validation_alias=_env("CHATRELAY_RATE_LIMIT_PER_MINUTE")
     )
     """Chat requests a user may start per calendar minute (UTC)."""
     token_quota_per_day: int = Field(
-        0, ge=0, validation_alias=_env("CHATRELAY_TOKEN_QUOTA_PER_DAY", "token_quota_per_day")
+        0, ge=0, validation_alias=_env("CHATRELAY_TOKEN_QUOTA_PER_DAY")
     )
     """Model tokens (prompt + completion) a user may use per UTC day; checked when a turn starts."""
     max_concurrent_streams: int = Field(
-        0, ge=0, validation_alias=_env("CHATRELAY_MAX_CONCURRENT_STREAMS", "max_concurrent_streams")
+        0, ge=0, validation_alias=_env("CHATRELAY_MAX_CONCURRENT_STREAMS")
     )
     """Answers a user may have generating at once."""
     stream_lease_seconds: float | None = Field(
-        None, gt=0, validation_alias=_env("CHATRELAY_STREAM_LEASE_SECONDS", "stream_lease_seconds")
+        None, gt=0, validation_alias=_env("CHATRELAY_STREAM_LEASE_SECONDS")
     )
     """How long a stream's slot is held if its instance dies before releasing it; default
     ``max_answer_seconds`` + 60 (no live stream runs longer)."""
     max_body_bytes: int = Field(
-        64 * 1024, gt=0, validation_alias=_env("CHATRELAY_MAX_BODY_BYTES", "max_body_bytes")
+        64 * 1024, gt=0, validation_alias=_env("CHATRELAY_MAX_BODY_BYTES")
     )
-    max_json_depth: int = Field(16, gt=0, validation_alias=_env("CHATRELAY_MAX_JSON_DEPTH", "max_json_depth"))
+    body_read_timeout: float = Field(15.0, gt=0, validation_alias=_env("CHATRELAY_BODY_READ_TIMEOUT"))
+    """Seconds a request body may take to arrive in full (408 after): a stalled upload must not hold a
+    connection under a self-hosted uvicorn (Lambda receives whole requests)."""
+    max_json_depth: int = Field(16, gt=0, validation_alias=_env("CHATRELAY_MAX_JSON_DEPTH"))
     max_conversation_turns: int = Field(
-        200, ge=0, validation_alias=_env("CHATRELAY_MAX_CONVERSATION_TURNS", "max_conversation_turns")
+        200, ge=0, validation_alias=_env("CHATRELAY_MAX_CONVERSATION_TURNS")
     )
 
     # --- content security (off unless configured) ---------------------------
     content_safety: Literal["off", "keywords", "wechat"] = Field(
-        "off", validation_alias=_env("CHATRELAY_CONTENT_SAFETY", "content_safety")
+        "off", validation_alias=_env("CHATRELAY_CONTENT_SAFETY")
     )
     """``wechat``: msg_sec_check v2 for users with a WeChat openid, plus the keyword list (if
     any) for everyone; ``keywords``: the keyword list only."""
     content_safety_keywords: list[str] = Field(
-        default_factory=list, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_KEYWORDS", "content_safety_keywords")
+        default_factory=list, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_KEYWORDS")
     )
     """JSON list of words that mark a text as risky (case-insensitive substring match)."""
     content_safety_scene: int = Field(
-        2, ge=1, le=4, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_SCENE", "content_safety_scene")
+        2, ge=1, le=4, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_SCENE")
     )
     """msg_sec_check scene: 1 profile, 2 comment, 3 forum, 4 social log."""
     content_safety_block_review: bool = Field(
-        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_BLOCK_REVIEW", "content_safety_block_review")
+        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_BLOCK_REVIEW")
     )
     """Treat ``review`` verdicts as blocked too (default: only ``risky`` is)."""
     content_safety_fail_closed: bool = Field(
-        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_FAIL_CLOSED", "content_safety_fail_closed")
+        False, validation_alias=_env("CHATRELAY_CONTENT_SAFETY_FAIL_CLOSED")
     )
     """When the checker itself fails (vendor down): block (1) or let the text through, logged (0)."""
     answer_safety_piece_chars: int = Field(
-        500, ge=50, le=2400, validation_alias=_env("CHATRELAY_ANSWER_SAFETY_PIECE_CHARS", "answer_safety_piece_chars")
+        500, ge=50, le=2400, validation_alias=_env("CHATRELAY_ANSWER_SAFETY_PIECE_CHARS")
     )
     """The streamed answer is checked in pieces of this many new characters (vendor limit 2500)."""
 
     # --- upstream LLM ------------------------------------------------------
-    llm_base_url: str | None = Field(None, validation_alias=_env("LLM_BASE_URL", "llm_base_url"))
-    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("LLM_API_KEY", "llm_api_key"))
+    llm_base_url: str | None = Field(None, validation_alias=_env("LLM_BASE_URL"))
+    llm_api_key: SecretStr | None = Field(None, validation_alias=_env("LLM_API_KEY"))
     llm_api_key_secret_name: str | None = Field(
-        None, validation_alias=_env("LLM_API_KEY_SECRET_NAME", "llm_api_key_secret_name")
+        None, validation_alias=_env("LLM_API_KEY_SECRET_NAME")
     )
-    llm_model: str | None = Field(None, validation_alias=_env("LLM_MODEL", "llm_model"))
-    default_model: str = Field("default", validation_alias=_env("CHATRELAY_DEFAULT_MODEL", "default_model"))
+    llm_model: str | None = Field(None, validation_alias=_env("LLM_MODEL"))
+    default_model: str = Field("default", validation_alias=_env("CHATRELAY_DEFAULT_MODEL"))
     """Preset used when a request names no model."""
     mock_llm_base_url: str = Field(
-        "http://127.0.0.1:8001/v1", validation_alias=_env("MOCK_LLM_BASE_URL", "mock_llm_base_url")
+        "http://127.0.0.1:8001/v1", validation_alias=_env("MOCK_LLM_BASE_URL")
     )
     providers_file: str | None = Field(
-        None, validation_alias=_env("CHATRELAY_PROVIDERS_FILE", "providers_file")
+        None, validation_alias=_env("CHATRELAY_PROVIDERS_FILE")
     )
     """YAML or JSON file of named providers, fallbacks and per-provider timeouts (see docs/providers.md)."""
     system_prompt: str = Field(
-        "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT", "system_prompt")
+        "You are a helpful assistant.", validation_alias=_env("CHATRELAY_SYSTEM_PROMPT")
     )
     max_process_streams: int = Field(
-        0, ge=0, validation_alias=_env("CHATRELAY_MAX_PROCESS_STREAMS", "max_process_streams")
+        0, ge=0, validation_alias=_env("CHATRELAY_MAX_PROCESS_STREAMS")
     )
     """Live answers one process takes on; past it a question is 503 ``overloaded`` (0: no cap)."""
     max_followers_per_message: int = Field(
-        4, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_MESSAGE", "max_followers_per_message")
+        4, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_MESSAGE")
     )
     max_followers_per_user: int = Field(
-        8, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_USER", "max_followers_per_user")
+        8, ge=0, validation_alias=_env("CHATRELAY_MAX_FOLLOWERS_PER_USER")
     )
     """Streams following a running answer (resume, a retried requestId) at once, per answer and per
     user, in this process (0: no cap); each polls the table, so they are bounded (429)."""
     allow_client_system_messages: bool = Field(
-        False, validation_alias=_env("CHATRELAY_ALLOW_CLIENT_SYSTEM_MESSAGES", "allow_client_system_messages")
+        False, validation_alias=_env("CHATRELAY_ALLOW_CLIENT_SYSTEM_MESSAGES")
     )
     """POST /v1/chat/completions: pass the client's own ``system`` messages on (after the operator's)."""
     context_max_turns: int = Field(
-        10, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_TURNS", "context_max_turns")
+        10, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_TURNS")
     )
     context_max_chars: int = Field(
-        12000, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_CHARS", "context_max_chars")
+        12000, ge=0, validation_alias=_env("CHATRELAY_CONTEXT_MAX_CHARS")
     )
     max_output_tokens: int | None = Field(
-        None, validation_alias=_env("CHATRELAY_MAX_OUTPUT_TOKENS", "max_output_tokens")
+        None, validation_alias=_env("CHATRELAY_MAX_OUTPUT_TOKENS")
     )
-    connect_timeout: float = Field(10.0, gt=0, validation_alias=_env("CHATRELAY_CONNECT_TIMEOUT", "connect_timeout"))
+    connect_timeout: float = Field(10.0, gt=0, validation_alias=_env("CHATRELAY_CONNECT_TIMEOUT"))
     first_token_timeout: float = Field(
-        60.0, gt=0, validation_alias=_env("CHATRELAY_FIRST_TOKEN_TIMEOUT", "first_token_timeout")
+        60.0, gt=0, validation_alias=_env("CHATRELAY_FIRST_TOKEN_TIMEOUT")
     )
-    idle_timeout: float = Field(60.0, gt=0, validation_alias=_env("CHATRELAY_IDLE_TIMEOUT", "idle_timeout"))
+    idle_timeout: float = Field(60.0, gt=0, validation_alias=_env("CHATRELAY_IDLE_TIMEOUT"))
     """Longest silence between two upstream chunks before the turn fails."""
 
     # --- stream behaviour --------------------------------------------------
-    ping_interval: float = Field(15.0, ge=0, validation_alias=_env("CHATRELAY_PING_INTERVAL", "ping_interval"))
+    ping_interval: float = Field(15.0, ge=0, validation_alias=_env("CHATRELAY_PING_INTERVAL"))
     stop_poll_interval: float = Field(
-        1.0, gt=0, validation_alias=_env("CHATRELAY_STOP_POLL_INTERVAL", "stop_poll_interval")
+        1.0, gt=0, validation_alias=_env("CHATRELAY_STOP_POLL_INTERVAL")
     )
     """How often a running stream reads its turn for a stop request (Lambda has no disconnect)."""
     finish_on_disconnect: bool = Field(
-        False, validation_alias=_env("CHATRELAY_FINISH_ON_DISCONNECT", "finish_on_disconnect")
+        False, validation_alias=_env("CHATRELAY_FINISH_ON_DISCONNECT")
     )
     """Keep generating a turn whose client went away (so it can resume), instead of stopping it."""
     checkpoint_interval: float = Field(
-        1.0, gt=0, validation_alias=_env("CHATRELAY_CHECKPOINT_INTERVAL", "checkpoint_interval")
+        1.0, gt=0, validation_alias=_env("CHATRELAY_CHECKPOINT_INTERVAL")
     )
     """Longest time new answer text waits before it is saved (one write per checkpoint)."""
     heartbeat_interval: float = Field(
-        10.0, gt=0, validation_alias=_env("CHATRELAY_HEARTBEAT_INTERVAL", "heartbeat_interval")
+        10.0, gt=0, validation_alias=_env("CHATRELAY_HEARTBEAT_INTERVAL")
     )
-    stale_after: float = Field(120.0, gt=0, validation_alias=_env("CHATRELAY_STALE_AFTER", "stale_after"))
+    stale_after: float = Field(120.0, gt=0, validation_alias=_env("CHATRELAY_STALE_AFTER"))
     """A ``streaming`` turn without a heartbeat for this long lost its stream: read as ``failed``."""
     resume_poll_interval: float = Field(
-        0.5, gt=0, validation_alias=_env("CHATRELAY_RESUME_POLL_INTERVAL", "resume_poll_interval")
+        0.5, gt=0, validation_alias=_env("CHATRELAY_RESUME_POLL_INTERVAL")
     )
     lambda_deadline_margin: float = Field(
-        3.0, ge=0, validation_alias=_env("CHATRELAY_LAMBDA_DEADLINE_MARGIN", "lambda_deadline_margin")
+        3.0, ge=0, validation_alias=_env("CHATRELAY_LAMBDA_DEADLINE_MARGIN")
     )
     """Seconds before the Lambda invocation's deadline at which a turn ends ``truncated``."""
+    trust_lambda_context: bool = Field(
+        False, validation_alias=_env("CHATRELAY_TRUST_LAMBDA_CONTEXT")
+    )
+    """Read the ``x-amzn-lambda-context`` header (its deadline, request id): only behind Lambda Web
+    Adapter, which sets it and overwrites a client's. Off elsewhere, where any client could send it."""
     max_answer_seconds: float = Field(
-        600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS", "max_answer_seconds")
+        600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS")
     )
     max_answer_chars: int = Field(
-        100_000, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_CHARS", "max_answer_chars")
+        100_000, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_CHARS")
     )
     """Hard cap on the stored answer; DynamoDB items stop at 400 KB."""
     max_prompt_chars: int = Field(
-        8000, gt=0, validation_alias=_env("CHATRELAY_MAX_PROMPT_CHARS", "max_prompt_chars")
+        8000, gt=0, validation_alias=_env("CHATRELAY_MAX_PROMPT_CHARS")
     )
 
     # --- operations --------------------------------------------------------
     trace_disabled: bool = Field(
-        True, validation_alias=_env("POWERTOOLS_TRACE_DISABLED", "trace_disabled")
+        True, validation_alias=_env("POWERTOOLS_TRACE_DISABLED")
     )
     """X-Ray subsegments in the API function (tracing.py); off unless the deployment turns it on."""
 
     # --- HTTP --------------------------------------------------------------
     cors_origins: list[str] = Field(
-        default_factory=list, validation_alias=_env("CHATRELAY_CORS_ORIGINS", "cors_origins")
+        default_factory=list, validation_alias=_env("CHATRELAY_CORS_ORIGINS")
     )
     """JSON list of allowed origins, e.g. ``["https://example.com"]``; empty disables CORS."""
-    serve_h5: bool = Field(True, validation_alias=_env("CHATRELAY_SERVE_H5", "serve_h5"))
-    h5_dir: str | None = Field(default_factory=_default_h5_dir, validation_alias=_env("CHATRELAY_H5_DIR", "h5_dir"))
+    serve_h5: bool = Field(True, validation_alias=_env("CHATRELAY_SERVE_H5"))
+    h5_dir: str | None = Field(default_factory=_default_h5_dir, validation_alias=_env("CHATRELAY_H5_DIR"))
     """Directory of the H5 chat page served at ``/``; default the repo's ``clients/h5``; empty disables it."""
 
 

@@ -75,8 +75,19 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(request, 500, "internal_error", "internal error")
 
 
+def warn_if_dev_auth(settings: Settings) -> None:
+    """Dev login issues a token for any user id: say so loudly unless this is ``make dev``."""
+    if settings.dev_auth and not settings.dev_stack:
+        logger.warning(
+            "DEV LOGIN IS ON: POST /v1/auth/dev issues a token for ANY user id without a password "
+            "(CHATRELAY_DEV_AUTH=1). Never enable it outside local development and tests.",
+            extra={"dev_auth": True},
+        )
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     settings = settings or get_settings()
+    warn_if_dev_auth(settings)
     services = services or Services.from_settings(settings)
 
     @asynccontextmanager
@@ -95,8 +106,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     install_error_handlers(app)
     # Inside the request context (so refusals are logged), outside everything else.
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_json_depth=settings.max_json_depth)
-    app.add_middleware(RequestContextMiddleware)
+                       max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout)
+    app.add_middleware(RequestContextMiddleware, trust_lambda_context=settings.trust_lambda_context)
     app.include_router(routes_system.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_openai.router)

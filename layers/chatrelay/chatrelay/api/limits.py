@@ -7,13 +7,17 @@ itself, counting bytes as they arrive, so a body larger than ``max_body_bytes``
 is refused with 413 ``payload_too_large`` whether or not a ``Content-Length`` was
 sent (a declared length over the limit is refused before reading anything), and
 a JSON body nested deeper than ``max_json_depth`` with 422 ``invalid_request``
-before any parser recurses into it. The app then reads the buffered body as
+before any parser recurses into it. The whole body must arrive within
+``body_read_timeout`` seconds, else 408 ``request_timeout`` and the connection is
+closed: a client that declares a length and then stalls (or trickles) does not hold
+a connection and a task forever. The app then reads the buffered body as
 usual; later messages (``http.disconnect``) pass straight through, so streamed
 responses still learn that their client left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -23,6 +27,10 @@ from chatrelay import errors
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+class _TooLarge(Exception):
+    """The body went past ``max_body_bytes`` while it was read."""
 
 
 def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
@@ -40,13 +48,12 @@ def json_depth_exceeds(body: bytes, max_depth: int) -> bool:
     return False
 
 
-async def _send_error(send: Send, status: int, body: dict[str, object]) -> None:
+async def _send_error(send: Send, status: int, body: dict[str, object], *, close: bool = False) -> None:
     payload = json.dumps(body).encode()
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-    })
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    if close:  # the rest of the body may still come: the connection cannot carry another request
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -58,14 +65,33 @@ def _is_json(scope: Scope) -> bool:
 
 
 class RequestLimitsMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int, body_read_timeout: float = 15.0
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
+        self.body_read_timeout = body_read_timeout
 
     def _too_large(self) -> dict[str, object]:
         error = errors.PayloadTooLarge(f"the request body is larger than {self.max_body_bytes} bytes")
         return error.to_dict()
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or None if the client left; raises _TooLarge past ``max_body_bytes``."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise _TooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,21 +106,18 @@ class RequestLimitsMiddleware:
                 if declared > self.max_body_bytes:
                     await _send_error(send, 413, self._too_large())
                     return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # the client left before sending its body: nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                await _send_error(send, 413, self._too_large())
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.body_read_timeout):
+                body = await self._read_body(receive)
+        except _TooLarge:
+            await _send_error(send, 413, self._too_large())
+            return
+        except TimeoutError:
+            error = errors.RequestTimeout(f"the request body did not arrive within {self.body_read_timeout:g} s")
+            await _send_error(send, 408, error.to_dict(), close=True)
+            return
+        if body is None:
+            return  # the client left before sending its body: nobody to answer
         if body and _is_json(scope) and json_depth_exceeds(body, self.max_json_depth):
             error = errors.InvalidRequest(f"JSON is nested deeper than {self.max_json_depth} levels", field="body")
             await _send_error(send, 422, error.to_dict())

@@ -4,32 +4,32 @@ A pure ASGI middleware (not ``BaseHTTPMiddleware``, which would sit between the 
 and a streamed body): it tags every log line of the request, including those of a
 turn's relay task, which inherits the context, with the request id, and writes one
 line when the response ends: method, path, status, duration and the user id hashed.
+
+It also reads the Lambda invocation context Lambda Web Adapter forwards, once, when it
+is to be trusted (``trust_lambda_context``; lambda_context.py), and keeps it in
+``scope["state"]`` for the routes.
 """
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from chatrelay.api import lambda_context
 from chatrelay.observability import hash_user_id, logger
 
 _REQUEST_ID_HEADERS = (b"x-amzn-requestid", b"x-amz-request-id", b"x-request-id")
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope, invocation: dict | None) -> str:
     headers = dict(scope.get("headers") or [])
     for name in _REQUEST_ID_HEADERS:
         if headers.get(name):
             return headers[name].decode("latin-1")[:128]
-    lambda_context = headers.get(b"x-amzn-lambda-context")
-    if lambda_context:
-        try:
-            return str(json.loads(lambda_context)["request_id"])[:128]
-        except (ValueError, KeyError, TypeError):
-            pass
+    if invocation is not None and isinstance(invocation.get("request_id"), str) and invocation["request_id"]:
+        return invocation["request_id"][:128]
     aws_event = scope.get("aws.context")  # Mangum puts the Lambda context here
     if aws_event is not None and getattr(aws_event, "aws_request_id", None):
         return str(aws_event.aws_request_id)
@@ -37,14 +37,17 @@ def _request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, trust_lambda_context: bool = False) -> None:
         self.app = app
+        self.trust_lambda_context = trust_lambda_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        invocation = lambda_context.context_from_scope(scope, trusted=self.trust_lambda_context)
+        scope.setdefault("state", {})[lambda_context.STATE_KEY] = invocation
+        request_id = _request_id(scope, invocation)
         started = time.perf_counter()
         status = 500
 

@@ -52,7 +52,7 @@ def _parse(token: str) -> _Parsed:
         user_id = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
     except (binascii.Error, ValueError) as exc:
         raise errors.RefreshTokenInvalid() from exc
-    if not USER_ID_PATTERN.match(user_id) or len(family) > 64 or len(secret) > 128:
+    if not USER_ID_PATTERN.fullmatch(user_id) or len(family) > 64 or len(secret) > 128:
         raise errors.RefreshTokenInvalid()
     return _Parsed(user_id, family, secret)
 

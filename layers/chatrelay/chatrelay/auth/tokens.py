@@ -13,7 +13,8 @@ import jwt
 
 from chatrelay import errors
 
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+USER_ID_PATTERN = re.compile(r"\A[A-Za-z0-9_.:@-]{1,128}\Z")
+"""Use with ``fullmatch``. (``$`` would also match before a final newline: ``"user\\n"`` would pass.)"""
 _ALGORITHM = "HS256"
 
 
@@ -27,7 +28,7 @@ class TokenService:
         self.ttl_seconds = ttl_seconds
 
     def issue(self, user_id: str) -> str:
-        if not USER_ID_PATTERN.match(user_id):
+        if not USER_ID_PATTERN.fullmatch(user_id):
             raise errors.InvalidRequest("user id has invalid characters", field="userId")
         now = int(time.time())
         claims = {
@@ -55,6 +56,6 @@ class TokenService:
         except jwt.PyJWTError as exc:
             raise errors.Unauthorized("invalid token") from exc
         user_id = claims["sub"]
-        if not isinstance(user_id, str) or not USER_ID_PATTERN.match(user_id):
+        if not isinstance(user_id, str) or not USER_ID_PATTERN.fullmatch(user_id):
             raise errors.Unauthorized("invalid token")
         return user_id

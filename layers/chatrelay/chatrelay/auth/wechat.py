@@ -36,7 +36,7 @@ from chatrelay.settings import Settings
 
 USER_PREFIX = "wx:"
 # openids are 28 URL-safe characters today; allow some room without allowing anything odd.
-_OPENID = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+_OPENID = re.compile(r"\A[A-Za-z0-9_-]{6,64}\Z")  # fullmatch: "$" would allow a final newline
 
 # jscode2session errcodes
 CODE_INVALID = 40029
@@ -76,7 +76,7 @@ def openid_of(user_id: str) -> str | None:
     if not user_id.startswith(USER_PREFIX):
         return None
     openid = user_id[len(USER_PREFIX):]
-    return openid if _OPENID.match(openid) else None
+    return openid if _OPENID.fullmatch(openid) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,7 @@ class WeChatApi:
                                                          "wechat_errmsg": str(body.get("errmsg", ""))[:200]})
             raise errors.WeChatError("WeChat login failed", errcode=errcode)
         openid = body.get("openid")
-        if not isinstance(openid, str) or not _OPENID.match(openid):
+        if not isinstance(openid, str) or not _OPENID.fullmatch(openid):
             raise errors.WeChatError("WeChat sent no valid openid")
         unionid = body.get("unionid")
         # body["session_key"] goes out of scope here, unread.

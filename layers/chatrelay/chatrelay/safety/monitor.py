@@ -16,6 +16,12 @@ cut-off was checked and passed.
     await monitor.wait_flagged()       # resolves with the cut-off (race it against the upstream)
     await monitor.aclose()             # always, in the relay's finally
 
+Invisible characters (zero-width spaces and the like, ``text.is_ignorable``) do not count
+towards the overlap: the window reaches further back until it holds ``overlap`` visible
+characters (within the 2500 limit), so that a word padded with them cannot straddle two
+pieces unseen. Windows, and so cut-offs, are always offsets into the answer as streamed;
+a checker normalises its own copy of the text (keywords.py).
+
 Streaming first and judging behind means the client may already have shown text
 beyond the cut-off: the stream must then tell it to cut its answer there
 (``event: error`` ``answer_blocked`` with the offset) and the stored answer is the
@@ -30,6 +36,7 @@ from collections import deque
 
 from chatrelay.observability import hash_user_id, logger
 from chatrelay.safety.base import MAX_CHECK_CHARS, CheckFailed, ContentChecker
+from chatrelay.text import is_ignorable
 
 _BOUNDARIES = ("\n", "。", "！", "？", "；", "! ", "? ", ". ", "; ")
 _BACKOFF = 200
@@ -136,15 +143,28 @@ class AnswerSafetyMonitor:
         return self._text
 
     def _schedule(self, end: int) -> None:
-        self._queue.append((max(0, self._scheduled - self._overlap), end))
+        self._queue.append((self._scheduled, end))
         self._scheduled = end
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._work())
 
+    def _window_start(self, text: str, begin: int, end: int) -> int:
+        """Where the window for the new text ``[begin, end)`` starts: ``overlap`` visible characters
+        before ``begin`` (invisible ones come along uncounted), within ``MAX_CHECK_CHARS`` of ``end``."""
+        start = max(0, begin - self._overlap)
+        floor = max(0, end - MAX_CHECK_CHARS)
+        visible = sum(1 for char in text[start:begin] if not is_ignorable(char))
+        while visible < self._overlap and start > floor:
+            start -= 1
+            if not is_ignorable(text[start]):
+                visible += 1
+        return start
+
     async def _work(self) -> None:
         while self._queue and self._cutoff is None:
-            start, end = self._queue.popleft()
+            begin, end = self._queue.popleft()
             text = self._materialize()
+            start = self._window_start(text, begin, end)
             try:
                 verdict = await self._checker.check(text[start:end], user_id=self._user_id, scene=self._scene)
                 blocked = verdict.blocks(block_review=self._block_review)
