@@ -321,3 +321,72 @@ def test_control_characters_in_terminal_and_window_are_422(app_server, token, fi
     result = stream_chat(app_server.url, token, {"prompt": "hi [mock tokens=1]", field: "ios\x00\x1b[2J"})
     assert result.status == 422
     assert json.loads(result.raw)["field"] == field
+
+
+# --- a turn named by its requestId (the mini-program kit before the response head) -----------
+
+def test_stop_by_request_id_before_the_turn_starts_means_it_never_reaches_the_model(app_server, token, api,
+                                                                                  mock_llm):
+    request_id = f"mp-{uuid.uuid4().hex[:10]}"
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{app_server.url}/v1/requests/{request_id}", headers=headers).status_code == 404
+    stop = httpx.post(f"{app_server.url}/v1/requests/{request_id}/stop", headers=headers)
+    assert stop.status_code == 202 and stop.json()["status"] == "stopped"
+    marker = uuid.uuid4().hex
+    result = stream_chat(app_server.url, token, {"prompt": f"{marker} [mock tokens=5]", "requestId": request_id})
+    assert result.status == 200
+    assert result.done["finishReason"] == "stopped" and result.text == ""
+    turn = httpx.get(f"{app_server.url}/v1/requests/{request_id}", headers=headers).json()
+    assert turn["status"] == "stopped" and turn["messageId"] == stop.json()["messageId"]
+    upstream = get_json(f"{mock_llm.url}/_mock/requests")
+    assert not [r for r in upstream if marker in json.dumps(r["body"])]
+
+
+def test_stop_by_request_id_while_streaming_stops_the_turn(app_server, token, mock_llm):
+    request_id = f"mp-{uuid.uuid4().hex[:10]}"
+    gate = uuid.uuid4().hex
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"prompt": f"long [mock tokens=40 hold_after=2 gate={gate}]", "requestId": request_id}
+    with httpx.Client(timeout=20) as client, client.stream(
+        "POST", f"{app_server.url}/v1/chat/stream", json=body, headers=headers
+    ) as response:
+        seen = 0
+        for event in iter_events(response):
+            if event.event == "message" and event.data != "[DONE]":
+                seen += 1
+                if seen == 2:
+                    assert httpx.post(f"{app_server.url}/v1/requests/{request_id}/stop",
+                                      headers=headers).status_code == 202
+                    httpx.post(f"{mock_llm.url}/_mock/gates/{gate}", timeout=5)
+            if event.event == "done":
+                assert json.loads(event.data)["finishReason"] == "stopped"
+    turn = wait_until(lambda: (t := httpx.get(f"{app_server.url}/v1/requests/{request_id}", headers=headers).json())
+                      ["status"] != "streaming" and t)
+    assert turn["status"] == "stopped" and turn["answer"] == answer_text(2)
+
+
+def test_the_conversation_cap_holds_under_concurrent_turns(start_app, user):
+    """Issue 17: the cap is part of the conditional write, so concurrent turns cannot overshoot it."""
+    import concurrent.futures
+
+    from tests.conftest import login
+
+    server = start_app(max_conversation_turns=5)
+    token = login(server.url, user)
+    first = stream_chat(server.url, token, {"prompt": "one [mock tokens=1]"})
+    conversation_id = first.meta["conversationId"]
+    for i in range(3):
+        assert stream_chat(server.url, token, {"prompt": f"{i} [mock tokens=1]",
+                                               "conversationId": conversation_id}).status == 200
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda i: stream_chat(server.url, token, {
+            "prompt": f"race {i} [mock tokens=1]", "conversationId": conversation_id}), range(10)))
+    statuses = sorted(r.status for r in results)
+    assert statuses.count(200) == 1 and statuses.count(422) == 9
+    assert all(json.loads(r.raw)["code"] == "conversation_too_long" for r in results if r.status == 422)
+    headers = {"Authorization": f"Bearer {token}"}
+    turns = httpx.get(f"{server.url}/v1/conversations/{conversation_id}/messages", headers=headers).json()["items"]
+    assert len(turns) == 5
+    [conversation] = [c for c in httpx.get(f"{server.url}/v1/conversations", headers=headers).json()["items"]
+                      if c["conversationId"] == conversation_id]
+    assert conversation["turnCount"] == 5

@@ -32,6 +32,8 @@ ROUTES = {
     ("GET", "/v1/messages/{message_id}/stream"): "owned",
     ("POST", "/v1/chat/stream"): "owned",  # with the owner's conversationId
     ("POST", "/v1/chat/completions"): "owned",  # with the owner's conversation id
+    ("GET", "/v1/requests/{request_id}"): "owned",  # the owner's requestId names nothing of the intruder's
+    ("POST", "/v1/requests/{request_id}/stop"): "own-only",  # stops (or pre-stops) the caller's own request
     ("POST", "/v1/ui/chat"): "own-only",  # a chat id names a chat within the caller's own keys
     ("GET", "/v1/ui/chat/{chat_id}/stream"): "own-only",
     ("DELETE", "/v1/me/data"): "own-only",
@@ -75,6 +77,7 @@ def test_another_users_token_gets_404_on_every_owned_route(server):
         ("POST", "/v1/messages/{message_id}/stop"): ("POST", f"/v1/messages/{mid}/stop", None),
         ("GET", "/v1/messages/{message_id}/stream"): ("GET", f"/v1/messages/{mid}/stream", None),
         ("POST", "/v1/chat/stream"): ("POST", "/v1/chat/stream", {"prompt": "x", "conversationId": cid}),
+        ("GET", "/v1/requests/{request_id}"): ("GET", f"/v1/requests/{request_id}", None),
         ("POST", "/v1/chat/completions"): ("POST", "/v1/chat/completions", {
             "messages": [{"role": "user", "content": "x"}], "metadata": {"conversation_id": cid}}),
     }
@@ -99,6 +102,9 @@ def test_another_users_token_gets_404_on_every_owned_route(server):
         # The owner's requestId is just a new request for the intruder, not a replay of the owner's turn.
         replay = stream_chat(server.url, intruder_token, {"prompt": "x [mock tokens=1]", "requestId": request_id})
         assert replay.status == 200 and replay.meta["messageId"] != mid
+        # Stopping "the owner's" request id stops the intruder's own turn of that id, never the owner's.
+        stopped = other.post(f"/v1/requests/{request_id}/stop")
+        assert stopped.status_code == 202 and stopped.json()["messageId"] == replay.meta["messageId"]
         # A refresh token forged with the owner's user id revokes nothing.
         owner_uid = jwt.decode(owner["token"], options={"verify_signature": False})["sub"]
         forged = base64.urlsafe_b64encode(owner_uid.encode()).decode().rstrip("=") + ".some-family.guessed"

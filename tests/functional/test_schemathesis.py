@@ -48,6 +48,8 @@ OPERATIONS = [
     ("GET", "/v1/messages/{message_id}"),
     ("PUT", "/v1/messages/{message_id}/feedback"),
     ("POST", "/v1/messages/{message_id}/stop"),
+    ("GET", "/v1/requests/{request_id}"),
+    ("POST", "/v1/requests/{request_id}/stop"),
     ("DELETE", "/v1/me/data"),
 ]
 

@@ -13,7 +13,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors
-from chatrelay.api import routes_auth, routes_chat, routes_history, routes_me, routes_openai, routes_system, routes_ui
+from chatrelay.api import (
+    routes_auth,
+    routes_chat,
+    routes_history,
+    routes_me,
+    routes_openai,
+    routes_requests,
+    routes_system,
+    routes_ui,
+)
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import RequestContextMiddleware
 from chatrelay.api.services import Services
@@ -113,6 +122,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(routes_openai.router)
     app.include_router(routes_ui.router)
     app.include_router(routes_history.router)
+    app.include_router(routes_requests.router)
     app.include_router(routes_auth.router)
     app.include_router(routes_me.router)
     if settings.cors_origins:

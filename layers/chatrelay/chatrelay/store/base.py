@@ -30,12 +30,25 @@ INTERRUPTED = "interrupted"
 class TurnStore(Protocol):
     """Conversations and turns of every user, addressed by the caller's user id."""
 
-    async def start_turn(self, user_id: str, conversation_id: str | None, turn: Turn) -> TurnStart:
+    async def start_turn(
+        self, user_id: str, conversation_id: str | None, turn: Turn, *, max_turns: int = 0
+    ) -> TurnStart:
         """Store a new turn as ``streaming`` and create (no ``conversation_id``) or touch its conversation, atomically.
 
-        Raises ConversationNotFound when ``conversation_id`` is not one of the user's.
+        Raises ConversationNotFound when ``conversation_id`` is not one of the user's, and
+        ConversationTooLong when it already holds ``max_turns`` turns (0: no cap) — checked in
+        the same conditional write, so concurrent turns cannot overshoot the cap.
         When the turn's message id already exists (a retried ``requestId``) nothing
         is written and the stored turn comes back with ``duplicate=True``.
+        """
+        ...
+
+    async def stop_request(self, user_id: str, message_id: str, request_id: str) -> Turn:
+        """Stop the turn a request id names, whether or not it has started.
+
+        A turn not yet stored is stored at once as ``stopped`` (empty, in no conversation, kept a
+        day): the request, when it arrives, finds it taken and replays that ending, so the model
+        is never asked.
         """
         ...
 
@@ -110,7 +123,7 @@ class StartConflict(Enum):
     TURN_EXISTS = "turn_exists"
     """The message id is taken: a retried requestId."""
     NO_CONVERSATION = "no_conversation"
-    """The conversation to add the turn to is not the user's."""
+    """The conversation to add the turn to is not the user's, or already holds the most turns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,12 +153,14 @@ class TurnStoreBase(TurnStore, ABC):
     def __init__(self, *, stale_after_seconds: float = 120.0) -> None:
         self.stale_after_seconds = stale_after_seconds
 
-    async def start_turn(self, user_id: str, conversation_id: str | None, turn: Turn) -> TurnStart:
+    async def start_turn(
+        self, user_id: str, conversation_id: str | None, turn: Turn, *, max_turns: int = 0
+    ) -> TurnStart:
         conversation = None
         if conversation_id is None:
             now = turn.created_at
             conversation = Conversation(turn.conversation_id, turn.question[:TITLE_CHARS], now, now, 1, turn.model)
-        conflicts = await self._write_start(user_id, turn, conversation)
+        conflicts = await self._write_start(user_id, turn, conversation, max_turns=max_turns)
         if not conflicts:
             return TurnStart(turn, conversation)
         if StartConflict.TURN_EXISTS in conflicts:
@@ -153,8 +168,18 @@ class TurnStoreBase(TurnStore, ABC):
             if existing is not None:
                 return TurnStart(existing, None, duplicate=True)
         if StartConflict.NO_CONVERSATION in conflicts:
+            if max_turns and await self.get_conversation(user_id, turn.conversation_id) is not None:
+                raise errors.ConversationTooLong(f"a conversation holds at most {max_turns} turns; start a new one")
             raise errors.ConversationNotFound()
         raise errors.StorageError("could not start the turn")
+
+    async def stop_request(self, user_id: str, message_id: str, request_id: str) -> Turn:
+        turn = await self._flag_stop(user_id, message_id)
+        if turn is None:
+            turn = await self._put_stopped(user_id, message_id, request_id)
+        if turn is None:  # the request's own turn was stored meanwhile
+            turn = await self._flag_stop(user_id, message_id)
+        return _found(turn)
 
     async def finish_turn(
         self,
@@ -228,9 +253,16 @@ class TurnStoreBase(TurnStore, ABC):
     # ---- what a back end provides ------------------------------------------------
 
     @abstractmethod
-    async def _write_start(self, user_id: str, turn: Turn, conversation: Conversation | None) -> set[StartConflict]:
+    async def _write_start(
+        self, user_id: str, turn: Turn, conversation: Conversation | None, *, max_turns: int = 0
+    ) -> set[StartConflict]:
         """Write the ``streaming`` turn and create ``conversation`` (None: add a turn to the turn's
-        conversation, which must exist), all or nothing; the conflicts that stopped it, if any."""
+        conversation, which must exist and hold fewer than ``max_turns`` turns when that is set),
+        all or nothing; the conflicts that stopped it, if any."""
+
+    @abstractmethod
+    async def _put_stopped(self, user_id: str, message_id: str, request_id: str) -> Turn | None:
+        """Store an empty ``stopped`` turn under ``message_id`` unless one exists (then None)."""
 
     @abstractmethod
     async def _read_turn(self, user_id: str, message_id: str) -> Turn | None:

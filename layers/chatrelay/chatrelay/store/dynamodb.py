@@ -38,6 +38,8 @@ from chatrelay.store.table import (
 
 # The transaction that starts a turn: its items in order, and what a failed condition on each means.
 _START_CONFLICTS = (StartConflict.TURN_EXISTS, StartConflict.NO_CONVERSATION)
+STOPPED_BEFORE_START_TTL = 86400
+"""Seconds a turn stopped before it started is kept: long enough for its request's retries."""
 
 
 def _turn_from_item(item: Item) -> Turn:
@@ -93,7 +95,9 @@ class DynamoDBChatStore(TurnStoreBase):
 
     # ---- turns ---------------------------------------------------------------------
 
-    async def _write_start(self, user_id: str, turn: Turn, conversation: Conversation | None) -> set[StartConflict]:
+    async def _write_start(
+        self, user_id: str, turn: Turn, conversation: Conversation | None, *, max_turns: int = 0
+    ) -> set[StartConflict]:
         now = turn.created_at
         expires = self._expiry()
         turn_item = {
@@ -139,10 +143,14 @@ class DynamoDBChatStore(TurnStoreBase):
             if expires:
                 values[":exp"] = expires
                 expression += ", expiresAt = :exp"
+            condition = "attribute_exists(pk)"
+            if max_turns:
+                values[":max"] = max_turns
+                condition += " AND turnCount < :max"  # the cap in the same write: no overshoot
             conversation_op = self.table.update_op(
                 conversation_key(user_id, turn.conversation_id),
                 expression + " ADD turnCount :one",
-                condition="attribute_exists(pk)",
+                condition=condition,
                 values=values,
             )
         turn_op = self.table.put_op(turn_item, condition="attribute_not_exists(pk)")
@@ -157,6 +165,16 @@ class DynamoDBChatStore(TurnStoreBase):
                 raise errors.StorageError("could not start the turn") from exc
             return conflicts
         return set()
+
+    async def _put_stopped(self, user_id: str, message_id: str, request_id: str) -> Turn | None:
+        now = utc_now()
+        item = {
+            **turn_key(user_id, message_id), "type": "turn", "messageId": message_id, "conversationId": "",
+            "question": "", "answer": "", "status": TurnStatus.STOPPED.value, "finishReason": "stopped",
+            "createTime": now, "finishTime": now, "beatAt": now, "useful": 0, "requestId": request_id,
+            "stopRequested": True, "model": "", "expiresAt": int(time.time()) + STOPPED_BEFORE_START_TTL,
+        }
+        return _turn_from_item(item) if await self.table.put_if_absent(item) else None
 
     async def _read_turn(self, user_id: str, message_id: str) -> Turn | None:
         item = await self.table.get(turn_key(user_id, message_id))

@@ -265,6 +265,15 @@ class Table:
         item = response.get("Item")
         return deserialize(item) if item is not None else None
 
+    async def put_if_absent(self, item: Item) -> bool:
+        """Write ``item`` unless its key is taken: True when written."""
+        try:
+            await self._call(self._client.put_item, TableName=self.name, Item=serialize(item),
+                             ConditionExpression="attribute_not_exists(pk)")
+        except errors.ConditionFailed:
+            return False
+        return True
+
     async def update(
         self, key: Key, expression: str, *, condition: str | None = None, return_new: bool = False,
         **attributes: Unpack[ExpressionAttributes],

@@ -155,6 +155,21 @@ class TurnService:
             await asyncio.wait([ending], timeout=5)
         return await self._store.request_stop(user_id, message_id)
 
+    async def stop_request(self, user_id: str, request_id: str) -> Turn:
+        """``stop`` for a turn named by its request id, also before it started (it then never starts)."""
+        message_id = message_id_for_request(user_id, request_id)
+        relay = running_relay(user_id, message_id)
+        ending = relay.stop_now() if relay is not None else None
+        if ending is not None:
+            await asyncio.wait([ending], timeout=5)
+        return await self._store.stop_request(user_id, message_id, request_id)
+
+    async def turn_for_request(self, user_id: str, request_id: str) -> Turn:
+        turn = await self._store.get_turn(user_id, message_id_for_request(user_id, request_id))
+        if turn is None:
+            raise errors.MessageNotFound()
+        return turn
+
     async def resume(self, user_id: str, message_id: str, *, after: int = 0) -> TurnStream:
         """A stored turn from ``after`` on, followed while another stream is still writing it."""
         turn = await self._store.get_turn(user_id, message_id)
@@ -255,8 +270,9 @@ class TurnService:
             history_read = asyncio.create_task(self._store.recent_turns(
                 user_id, request.conversation_id, self._settings.context_max_turns + 1 + bool(request.exclude_message_id)))
         try:
-            with errors.naming_field("conversationId", errors.ConversationNotFound):
-                start = await self._store.start_turn(user_id, request.conversation_id, turn)
+            with errors.naming_field("conversationId", errors.ConversationNotFound, errors.ConversationTooLong):
+                start = await self._store.start_turn(user_id, request.conversation_id, turn,
+                                                     max_turns=self._settings.max_conversation_turns)
         except BaseException:
             await _abandon(relay, history_read)
             raise
