@@ -1,6 +1,6 @@
 """The SSE decoder follows the WHATWG event-stream interpretation rules."""
 
-from chatrelay.streaming.sse import SSEDecoder, SSEMessage
+from chatrelay.providers.http import SSEDecoder, SSEMessage
 
 
 def _decode(text: str) -> list[SSEMessage]:
