@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from chatrelay_dev.mockllm import answer_text, answer_tokens
-from chatrelay_dev.mockllm.server import REASONING_TOKENS
+from chatrelay_dev.mockllm.common import REASONING_TOKENS
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.sse_client import stream_chat
