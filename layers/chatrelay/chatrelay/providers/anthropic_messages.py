@@ -108,7 +108,7 @@ class AnthropicProvider:
             return
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
-        async for event in http.iter_sse(response.aiter_lines()):
+        async for event in http.iter_sse(response.aiter_bytes()):
             name = event.event
             if name == "ping" or not event.data.strip():
                 continue

@@ -182,7 +182,7 @@ class BaiduErnieProvider:
             return
 
     async def _deltas(self, response: httpx.Response) -> AsyncIterator[ChatDelta]:
-        async for raw in response.aiter_lines():
+        async for raw in http.iter_lines(response.aiter_bytes()):
             line = raw.strip()
             if line.startswith("data:"):
                 data = line[5:].strip()

@@ -8,16 +8,21 @@
 * :func:`read_json`: a bounded read of a (usually error) body; :func:`status_error`:
   the table from an HTTP error status to an error class; :func:`event_object`: one
   streamed event's JSON.
-* :class:`SSEDecoder` and :func:`iter_sse`: the SSE wire format (WHATWG HTML,
-  "Server-sent events"), decoder side (encoding towards clients is sse-starlette's).
+* :class:`LineReader`, :func:`iter_lines`, :class:`SSEDecoder` and :func:`iter_sse`: the
+  SSE wire format (WHATWG HTML, "Server-sent events"), decoder side (encoding towards
+  clients is sse-starlette's).
 
-Decoder deviation: ``retry:`` is parsed and ignored, since a server-side consumer does
-not reconnect on the vendor's schedule.
+Lines are split here, not by httpx: ``aiter_lines()`` splits as ``str.splitlines`` does,
+also at U+2028, U+2029, U+0085, U+001C-U+001E, VT and FF. SSE lines end at CR, LF or
+CRLF only, and U+2028, U+2029 and U+0085 are legal raw inside a JSON string, so httpx
+would cut a vendor's chunk in two. Decoder deviation: ``retry:`` is parsed and ignored,
+since a server-side consumer does not reconnect on the vendor's schedule.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
@@ -175,9 +180,75 @@ class SSEDecoder:
         return message
 
 
-async def iter_sse(lines: AsyncIterable[str]) -> AsyncIterator[SSEMessage]:
-    decoder = SSEDecoder()
-    async for line in lines:
+class LineReader:
+    """A body's lines as its bytes arrive: split at CR, LF and CRLF only, decoded as UTF-8.
+
+    The incremental decoder keeps a character cut across two reads until its last byte
+    arrives; a CR ending one read may have its LF at the start of the next. Per read:
+    one decode, C-level scans and one split (this runs once per token).
+    """
+
+    __slots__ = ("_after_cr", "_decode", "_partial")
+
+    def __init__(self) -> None:
+        # "replace", as httpx decodes text: a stray invalid byte is not worth failing an answer.
+        self._decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        self._partial: list[str] = []
+        """The start of a line whose end has not arrived yet."""
+        self._after_cr = False
+        """The last read ended with CR: an LF opening the next one belongs to it (CRLF)."""
+
+    def feed(self, data: bytes) -> list[str]:
+        """The lines ``data`` completes, without their line ends."""
+        text = self._decode(data)
+        if self._after_cr and text:
+            self._after_cr = False
+            if text[0] == "\n":
+                text = text[1:]
+        if not text:
+            return []
+        if "\r" in text:
+            self._after_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n" not in text:
+            self._partial.append(text)
+            return []
+        lines = text.split("\n")
+        if self._partial:
+            self._partial.append(lines[0])
+            lines[0] = "".join(self._partial)
+            self._partial.clear()
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
+        return lines
+
+    def flush(self) -> list[str]:
+        """End of the body: the last line, if it had no line end."""
+        last = "".join(self._partial) + self._decode(b"", True)
+        self._partial.clear()
+        return [last] if last else []
+
+
+async def iter_lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[str]:
+    """The lines of a body (``response.aiter_bytes()``), split as SSE splits them."""
+    reader = LineReader()
+    async for chunk in chunks:
+        for line in reader.feed(chunk):
+            yield line
+    for line in reader.flush():
+        yield line
+
+
+async def iter_sse(chunks: AsyncIterable[bytes]) -> AsyncIterator[SSEMessage]:
+    """The SSE messages of a body (``response.aiter_bytes()``)."""
+    reader, decoder = LineReader(), SSEDecoder()
+    async for chunk in chunks:
+        for line in reader.feed(chunk):
+            message = decoder.feed_line(line)
+            if message is not None:
+                yield message
+    for line in reader.flush():
         message = decoder.feed_line(line)
         if message is not None:
             yield message

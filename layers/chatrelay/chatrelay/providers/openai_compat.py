@@ -78,7 +78,7 @@ class OpenAICompatProvider:
             yield _delta_from_completion(body)
             return
         finished = False
-        messages = http.iter_sse(response.aiter_lines())
+        messages = http.iter_sse(response.aiter_bytes())
         async for message in messages:
             data = message.data.strip()
             if data == "[DONE]":
