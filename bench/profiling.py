@@ -22,7 +22,7 @@ SUBSYSTEMS = [
     ("DynamoDB calls (boto3/botocore, worker threads)", ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py")),
     ("worker-thread hand-off (anyio to_thread, threading)", ("threading.py", "concurrent/", "to_thread")),
     ("reading the upstream (httpx/httpcore, SSE decode, provider)",
-     ("httpcore/", "httpx/", "providers/", "streaming/sse.py")),
+     ("httpcore/", "httpx/", "providers/")),
     ("the relay (streaming/relay.py: driver task, outbox)", ("streaming/relay.py",)),
     ("writing SSE to the client (sse-starlette, response.py)", ("sse_starlette/", "streaming/response.py")),
     ("HTTP server and framework (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/")),

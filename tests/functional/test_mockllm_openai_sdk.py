@@ -5,6 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 from chatrelay_dev.mockllm import answer_text, answer_tokens
+from chatrelay_dev.mockllm.common import literal_tokens
+
+from tests.support.tricky import TRICKY_ANSWER, answer_directive
 
 
 @pytest.fixture
@@ -30,6 +33,17 @@ def test_sdk_streams_chunks_and_the_usage_chunk(client):
     usage_chunk = chunks[-1]
     assert usage_chunk.choices == [] and usage_chunk.usage.completion_tokens == 15
     assert usage_chunk.usage.total_tokens == usage_chunk.usage.prompt_tokens + 15
+
+
+def test_sdk_reads_a_literal_answer_with_unicode_line_breaks_byte_for_byte(client):
+    stream = client.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": answer_directive()}], stream=True
+    )
+    contents = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+    assert contents == literal_tokens(TRICKY_ANSWER) and "".join(contents) == TRICKY_ANSWER
+    completion = client.chat.completions.create(
+        model="mock-gpt", messages=[{"role": "user", "content": answer_directive()}])
+    assert completion.choices[0].message.content == TRICKY_ANSWER
 
 
 def test_sdk_reads_reasoning_content_and_keepalive_comments(client):

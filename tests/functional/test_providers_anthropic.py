@@ -9,12 +9,13 @@ import httpx
 import pytest
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.anthropic_fake import create_anthropic_fake
-from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig
+from chatrelay_dev.mockllm.common import REASONING_TOKENS, MockConfig, literal_tokens
 
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, wait_until
 from tests.support.sse_client import iter_events, stream_chat
+from tests.support.tricky import TRICKY_ANSWER, answer_directive, stream_tricky_answer
 
 KEY = "sk-ant-fake-key"
 
@@ -56,6 +57,15 @@ def test_sdk_streams_text_and_gets_the_final_message(sdk):
     assert final.stop_reason == "end_turn" and final.role == "assistant" and final.model == "claude-mock-1"
     assert final.usage.output_tokens == 9 and final.usage.input_tokens > 0
     assert final.content[0].type == "text" and final.content[0].text == answer_text(9)
+
+
+def test_sdk_reads_a_literal_answer_with_unicode_line_breaks_byte_for_byte(sdk):
+    with sdk.messages.stream(model="claude-mock-1", max_tokens=256,
+                             messages=[{"role": "user", "content": answer_directive()}]) as stream:
+        pieces = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert pieces == literal_tokens(TRICKY_ANSWER)
+    assert final.content[0].text == TRICKY_ANSWER and final.usage.output_tokens == len(pieces)
 
 
 def test_sdk_raw_events_are_in_anthropic_order(sdk):
@@ -181,3 +191,10 @@ def test_a_client_leaving_closes_the_anthropic_request(claude_app, claude_token,
                     if seen == 3:
                         break
     wait_until(lambda: fake_requests(anthropic_fake.url, marker)[0]["outcome"] == "cancelled")
+
+
+def test_an_answer_with_unicode_line_breaks_streams_and_is_stored_byte_for_byte(claude_app, claude_token):
+    result, turn = stream_tricky_answer(claude_app.url, claude_token, "claude")
+    assert result.error is None and result.done["finishReason"] == "stop"
+    assert result.deltas == literal_tokens(TRICKY_ANSWER) and result.text == TRICKY_ANSWER
+    assert turn["status"] == "complete" and turn["answer"] == TRICKY_ANSWER and turn["provider"] == "claude"

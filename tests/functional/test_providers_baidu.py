@@ -9,11 +9,13 @@ import httpx
 import pytest
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.baidu_fake import BaiduFakeConfig, create_baidu_fake
+from chatrelay_dev.mockllm.common import literal_tokens
 
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, get_json
 from tests.support.sse_client import stream_chat
+from tests.support.tricky import TRICKY_ANSWER, answer_directive, stream_tricky_answer
 
 AK, SK = "ak-chatrelay-test", "sk-chatrelay-test"
 CHAT = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/completions_pro"
@@ -66,6 +68,18 @@ def test_token_endpoint_and_a_streamed_answer_in_baidus_fields(baidu_fake):
     assert set(events[-1]) >= {"id", "object", "created", "sentence_id", "is_end", "is_truncated", "result",
                                "need_clear_history", "usage"}
     assert events[-1]["usage"]["completion_tokens"] == 3
+
+
+def test_a_literal_answer_is_sent_raw_in_baidus_fields(baidu_fake):
+    with httpx.stream("POST", baidu_fake.url + CHAT, params={"access_token": _token(baidu_fake)},
+                      json={"messages": [{"role": "user", "content": answer_directive()}], "stream": True}) as r:
+        raw = r.read()
+    # U+2028 stands raw in the JSON, as json.dumps(ensure_ascii=False) writes it; events end at LF LF only.
+    assert "\u2028".encode() in raw and b"\\u2028" not in raw
+    events = [json.loads(line.removeprefix(b"data: ")) for line in raw.split(b"\n\n") if line]
+    assert [e["result"] for e in events] == literal_tokens(TRICKY_ANSWER)
+    assert [e["is_end"] for e in events][-2:] == [False, True]
+    assert events[-1]["usage"]["completion_tokens"] == len(events)
 
 
 def test_errors_are_plain_json_with_status_200(baidu_fake):
@@ -153,3 +167,10 @@ def test_a_cut_connection_leaves_a_failed_turn_with_the_partial_answer(ernie_app
     assert result.error["code"] == "upstream_disconnected"
     turn = get_turn(ernie_app.url, ernie_token, result.meta["messageId"])
     assert turn["status"] == "failed" and turn["answer"] == answer_text(4)
+
+
+def test_an_answer_with_unicode_line_breaks_streams_and_is_stored_byte_for_byte(ernie_app, ernie_token):
+    result, turn = stream_tricky_answer(ernie_app.url, ernie_token, "ernie")
+    assert result.error is None and result.done["finishReason"] == "stop"
+    assert result.deltas == literal_tokens(TRICKY_ANSWER) and result.text == TRICKY_ANSWER
+    assert turn["status"] == "complete" and turn["answer"] == TRICKY_ANSWER and turn["provider"] == "ernie"

@@ -12,12 +12,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.bedrock_fake import create_bedrock_fake
-from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig
+from chatrelay_dev.mockllm.common import REASONING_TOKENS, MockConfig, literal_tokens
 
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, wait_until
 from tests.support.sse_client import iter_events, stream_chat
+from tests.support.tricky import TRICKY_ANSWER, answer_directive, stream_tricky_answer
 
 MODEL_ID = "anthropic.claude-3-5-haiku-20241022-v1:0"
 ACCESS_KEY = "AKIDCHATRELAYFAKE"
@@ -76,6 +77,13 @@ def test_boto3_decodes_the_fakes_event_stream(runtime, bedrock_fake):
     [seen] = fake_requests(bedrock_fake.url, marker)
     assert seen["modelId"] == MODEL_ID and seen["accessKeyId"] == ACCESS_KEY  # SigV4-signed, model id decoded
     assert seen["body"]["system"] == [{"text": "Be brief."}]
+
+
+def test_boto3_decodes_a_literal_answer_with_unicode_line_breaks_byte_for_byte(runtime):
+    events = list(_converse(runtime, answer_directive())["stream"])
+    pieces = [e["contentBlockDelta"]["delta"]["text"] for e in events if "contentBlockDelta" in e]
+    assert pieces == literal_tokens(TRICKY_ANSWER) and "".join(pieces) == TRICKY_ANSWER
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == len(pieces)
 
 
 def test_boto3_decodes_reasoning_deltas(runtime):
@@ -206,3 +214,10 @@ def test_a_client_leaving_a_stalled_answer_closes_the_bedrock_stream(bedrock_app
 
 def _ended(turn: dict) -> dict | None:
     return turn if turn["status"] != "streaming" else None
+
+
+def test_an_answer_with_unicode_line_breaks_streams_and_is_stored_byte_for_byte(bedrock_app, bedrock_token):
+    result, turn = stream_tricky_answer(bedrock_app.url, bedrock_token, "nova")
+    assert result.error is None and result.done["finishReason"] == "stop"
+    assert result.deltas == literal_tokens(TRICKY_ANSWER) and result.text == TRICKY_ANSWER
+    assert turn["status"] == "complete" and turn["answer"] == TRICKY_ANSWER and turn["provider"] == "nova"

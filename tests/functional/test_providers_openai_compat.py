@@ -9,11 +9,12 @@ import uuid
 import httpx
 import pytest
 from chatrelay_dev.mockllm import answer_text, answer_tokens
-from chatrelay_dev.mockllm.server import REASONING_TOKENS
+from chatrelay_dev.mockllm.common import REASONING_TOKENS, literal_tokens
 
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.sse_client import stream_chat
+from tests.support.tricky import TRICKY_ANSWER, stream_tricky_answer
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,10 @@ def test_consecutive_turns_reuse_one_upstream_connection(app, token, mock_llm):
         assert result.done["finishReason"] == "stop"
     clients = [fake_requests(mock_llm.url, marker)[0]["client"] for marker in markers]
     assert clients[0] and len(set(clients)) == 1, clients
+
+
+def test_an_answer_with_unicode_line_breaks_streams_and_is_stored_byte_for_byte(app, token):
+    result, turn = stream_tricky_answer(app.url, token, "deepseek")
+    assert result.error is None and result.done["finishReason"] == "stop"
+    assert result.deltas == literal_tokens(TRICKY_ANSWER) and result.text == TRICKY_ANSWER
+    assert turn["status"] == "complete" and turn["answer"] == TRICKY_ANSWER and turn["provider"] == "deepseek"

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from chatrelay.streaming.sse import SSEDecoder, SSEMessage
+from chatrelay.providers.http import SSEDecoder, SSEMessage
 
 
 @dataclass

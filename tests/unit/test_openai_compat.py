@@ -11,6 +11,8 @@ from chatrelay import errors
 from chatrelay.providers.base import ChatMessage, StreamParams
 from chatrelay.providers.openai_compat import OpenAICompatProvider
 
+from tests.support.tricky import TRICKY_ANSWER, TRICKY_PIECES, in_pieces
+
 MESSAGES = [ChatMessage("user", "hi")]
 
 
@@ -77,6 +79,21 @@ def test_crlf_framing_and_multibyte_text():
     body = _chunk("你好😀").replace(b"\n", b"\r\n") + _chunk(finish="stop").replace(b"\n", b"\r\n")
     provider, _ = _provider(lambda r: _sse(body))
     assert "".join(d.text for d in _collect(provider)) == "你好😀"
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("read_size", [1, 5, 64 * 1024])
+def test_an_answer_with_unicode_line_breaks_survives_any_framing_and_any_read_boundaries(newline, read_size):
+    # U+2028, U+2029 and U+0085 stand raw inside the JSON (ensure_ascii=False, as vendors send them);
+    # reads of 1 and 5 bytes split characters and CRLFs (a CR ending one read, its LF the next).
+    body = b"".join([*(_chunk(p) for p in TRICKY_PIECES), _chunk(finish="stop"), b"data: [DONE]\n\n"])
+    assert "\u2028".encode() in body and b"\\u2028" not in body
+    body = body.replace(b"\n", newline)
+    provider, _ = _provider(lambda r: httpx.Response(200, headers={"content-type": "text/event-stream"},
+                                                     content=in_pieces(body, read_size)))
+    deltas = _collect(provider)
+    assert [d.text for d in deltas if d.text] == TRICKY_PIECES
+    assert "".join(d.text for d in deltas) == TRICKY_ANSWER and deltas[-1].finish_reason == "stop"
 
 
 def test_finish_without_done_is_tolerated():

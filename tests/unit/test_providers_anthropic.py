@@ -11,12 +11,14 @@ from chatrelay import errors
 from chatrelay.providers.anthropic_messages import AnthropicProvider
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 
+from tests.support.tricky import TRICKY_ANSWER, TRICKY_PIECES, in_pieces
+
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),
             ChatMessage("user", "q2")]
 
 
-def _event(name: str, data: dict) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+def _event(name: str, data: dict, *, ensure_ascii: bool = True) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=ensure_ascii)}\n\n".encode()
 
 
 START = _event("message_start", {"type": "message_start", "message": {
@@ -31,9 +33,9 @@ END = (_event("message_delta", {"type": "message_delta", "delta": {"stop_reason"
        + _event("message_stop", {"type": "message_stop"}))
 
 
-def _text(t: str, index: int = 0) -> bytes:
+def _text(t: str, index: int = 0, *, ensure_ascii: bool = True) -> bytes:
     return _event("content_block_delta", {"type": "content_block_delta", "index": index,
-                                          "delta": {"type": "text_delta", "text": t}})
+                                          "delta": {"type": "text_delta", "text": t}}, ensure_ascii=ensure_ascii)
 
 
 def _provider(handler) -> tuple[AnthropicProvider, list[httpx.Request]]:
@@ -73,6 +75,20 @@ def test_text_deltas_usage_and_the_request_shape():
     assert body["system"] == "Be brief." and body["stream"] is True and body["model"] == "claude-x"
     assert body["max_tokens"] == 4096  # required by the API: a default applies
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("read_size", [1, 5, 64 * 1024])
+def test_an_answer_with_unicode_line_breaks_survives_any_framing_and_any_read_boundaries(newline, read_size):
+    # Anthropic sends U+2028, U+2029 and U+0085 raw inside the JSON; reads of 1 and 5 bytes split
+    # characters and CRLFs (a CR ending one read, its LF the next).
+    texts = [_text(p, ensure_ascii=False) for p in TRICKY_PIECES]
+    body = b"".join([START, TEXT_START, PING, *texts, STOP_BLOCK, END]).replace(b"\n", newline)
+    provider, _ = _provider(lambda r: httpx.Response(200, headers={"content-type": "text/event-stream"},
+                                                     content=in_pieces(body, read_size)))
+    deltas = _collect(provider)
+    assert [d.text for d in deltas if d.text] == TRICKY_PIECES
+    assert "".join(d.text for d in deltas) == TRICKY_ANSWER and deltas[-1].finish_reason == "stop"
 
 
 def test_thinking_deltas_become_reasoning_and_signatures_are_ignored():

@@ -11,6 +11,8 @@ from chatrelay import errors
 from chatrelay.providers.baidu_ernie import BaiduErnieProvider
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 
+from tests.support.tricky import TRICKY_ANSWER, TRICKY_PIECES, in_pieces
+
 MESSAGES = [ChatMessage("system", "sys"), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),
             ChatMessage("user", "q2")]
 
@@ -85,6 +87,20 @@ def test_streams_results_with_system_apart_and_usage_from_the_last_event():
     body = json.loads(chat.content)
     assert body["system"] == "sys" and body["stream"] is True and body["max_output_tokens"] == 100
     assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"], ids=["lf", "crlf", "cr"])
+@pytest.mark.parametrize("read_size", [1, 5, 64 * 1024])
+def test_an_answer_with_unicode_line_breaks_survives_any_framing_and_any_read_boundaries(newline, read_size):
+    # U+2028, U+2029 and U+0085 raw inside the JSON; reads of 1 and 5 bytes split characters and
+    # CRLFs (a CR ending one read, its LF the next).
+    last = len(TRICKY_PIECES) - 1
+    body = b"".join(_event(i, p, end=i == last) for i, p in enumerate(TRICKY_PIECES)).replace(b"\n", newline)
+    vendor = Vendor(httpx.Response(200, headers={"content-type": "text/event-stream"},
+                                   content=in_pieces(body, read_size)))
+    deltas = _collect(_provider(vendor))
+    assert [d.text for d in deltas] == TRICKY_PIECES
+    assert "".join(d.text for d in deltas) == TRICKY_ANSWER and deltas[-1].finish_reason == "stop"
 
 
 def test_history_is_made_to_alternate_and_end_with_the_user():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -19,6 +20,8 @@ from chatrelay import errors
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 from chatrelay.providers.bedrock_converse import BedrockConverseProvider, translate
 from chatrelay_dev.mockllm import eventstream
+
+from tests.support.tricky import TRICKY_ANSWER
 
 MESSAGES = [ChatMessage("system", "sys"), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),
             ChatMessage("user", "q2")]
@@ -175,6 +178,11 @@ def test_encoded_frames_decode_with_botocore_and_crcs_are_checked():
     assert first.payload.decode() == '{"delta":{"text":"你好"},"contentBlockIndex":0}'
     assert second.headers[":exception-type"] == "throttlingException"
     assert second.to_response_dict()["status_code"] == 400
+
+    buffer = EventStreamBuffer()
+    buffer.add_data(eventstream.event("contentBlockDelta", {"delta": {"text": TRICKY_ANSWER}, "contentBlockIndex": 0}))
+    [tricky] = list(buffer)
+    assert json.loads(tricky.payload)["delta"]["text"] == TRICKY_ANSWER
 
     corrupt = bytearray(eventstream.event("messageStop", {"stopReason": "end_turn"}))
     corrupt[-6] ^= 0xFF  # a payload byte: the message CRC no longer matches

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import anyio
@@ -16,8 +17,8 @@ from chatrelay.providers.config import ProvidersFileError, load_providers_file
 from chatrelay.providers.deadlines import TimedProvider, Timeouts
 from chatrelay.providers.failover import FailoverProvider
 from chatrelay.providers.openai_compat import OpenAICompatProvider
-from chatrelay.providers.registry import ProviderRegistry, build_presets
-from chatrelay.settings import Settings
+from chatrelay.providers.registry import VENDOR_PRESETS, ProviderRegistry, build_presets
+from chatrelay.settings import VENDOR_VARIABLES, Settings
 
 from tests.support.providers import write_providers_file
 
@@ -200,3 +201,29 @@ def test_the_example_in_docs_providers_md_is_a_valid_providers_file(tmp_path):
     assert [m.name for m in provider.members] == ["deepseek", "qwen", "claude", "nova"]
     assert registry.preset("qwen").api_key_secret == "ssm:/chatrelay/dashscope-key"
     anyio.run(registry.aclose)
+
+
+def test_every_vendor_variable_reaches_its_preset_and_empty_is_unset():
+    for name, variables in VENDOR_VARIABLES.items():
+        env = {variable: f"{field}-value" for field, variable in variables.items()}
+        preset = build_presets(Settings(**SETTINGS), environ=env)[name]
+        assert {field: getattr(preset, field) for field in variables} == {f: f"{f}-value" for f in variables}, name
+    assert "deepseek" not in build_presets(Settings(**SETTINGS), environ={"DEEPSEEK_API_KEY": ""})
+    preset = build_presets(Settings(**SETTINGS), environ={"DEEPSEEK_API_KEY": "k", "DEEPSEEK_BASE_URL": ""})["deepseek"]
+    assert preset.base_url == "https://api.deepseek.com"
+
+
+def test_documented_provider_variables_are_settings_and_only_settings_read_the_environment():
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "docs" / "providers.md").read_text(encoding="utf-8")
+    section = docs.split("## Environment presets", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", section)) - {"VENDOR_VARIABLES"}  # the table's own name
+    for pattern in re.findall(r"`<NAME>(_[A-Z_]+)`", section):
+        documented |= {name.upper() + pattern for name in VENDOR_PRESETS}
+    named = {v for variables in VENDOR_VARIABLES.values() for v in variables.values()}
+    aliases = {c for f in Settings.model_fields.values() for c in getattr(f.validation_alias, "choices", [])}
+    assert documented and documented <= named | aliases, documented - named - aliases
+    package = root / "layers" / "chatrelay" / "chatrelay"
+    readers = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
+               if re.search(r"os\.environ|getenv\(", p.read_text(encoding="utf-8"))]
+    assert readers == ["settings.py"]

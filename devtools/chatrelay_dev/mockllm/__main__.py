@@ -8,7 +8,8 @@ import argparse
 import uvicorn
 
 from chatrelay_dev.mockllm import anthropic_fake, baidu_fake, bedrock_fake
-from chatrelay_dev.mockllm.server import FAULTS, MockConfig, create_mock_app
+from chatrelay_dev.mockllm.common import MockConfig
+from chatrelay_dev.mockllm.server import FAULTS, create_mock_app
 
 FACTORIES = {
     "openai": create_mock_app,

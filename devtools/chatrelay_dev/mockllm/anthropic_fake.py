@@ -12,9 +12,8 @@ refused as Anthropic refuses them; a system role inside
 ``messages`` is a 400, as it is there. ``tests/functional/test_providers_anthropic.py``
 proves it with the official ``anthropic`` SDK.
 
-Knobs (the OpenAI fake's ``[mock ...]`` directive): ``ttft``, ``interval``, ``tokens``,
-``reasoning`` (thinking deltas first), ``keepalive`` (``ping`` events while waiting
-for the first token), ``hold_after``/``gate``, ``fault`` = ``http_429`` |
+Knobs (every fake's, see ``common.py``): ``reasoning`` as thinking deltas first,
+``keepalive`` as ``ping`` events while waiting for the first token, ``fault`` = ``http_429`` |
 ``http_529`` | ``http_500`` | ``http_401`` | ``cut`` | ``stall`` | ``malformed`` |
 ``error_event`` (an ``overloaded_error`` event after ``fault_after`` chunks; 0 = before
 any text).
@@ -25,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,8 +31,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chatrelay_dev.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
-from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_text, answer_tokens
+from chatrelay_dev.mockllm.common import (
+    REASONING_TOKENS,
+    Fake,
+    MockConfig,
+    content_text,
+    http_fault,
+    outcome,
+    prompt_tokens,
+    reasoning,
+)
 
 FAULTS = {"none", "http_429", "http_529", "http_500", "http_401", "cut", "stall", "malformed", "error_event"}
 _HTTP_FAULTS = {
@@ -43,6 +49,7 @@ _HTTP_FAULTS = {
     "http_500": (500, "api_error", "Internal server error"),
     "http_401": (401, "authentication_error", "invalid x-api-key"),
 }
+_OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 
 
 def _error(status: int, type_: str, message: str, request_id: str, headers: dict | None = None) -> JSONResponse:
@@ -54,9 +61,15 @@ def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-class AnthropicFake(MockLLM):
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/v1/messages", self.messages, methods=["POST"]), *control_routes(self)])
+_STREAM_FAULTS = {
+    "malformed": b'event: content_block_delta\ndata: {"type": "content_block_delta", "index"\n\n',
+    "error_event": _sse("error", _OVERLOADED),
+}
+
+
+class AnthropicFake(Fake):
+    def routes(self) -> list[Route]:
+        return [Route("/v1/messages", self.messages, methods=["POST"])]
 
     async def messages(self, request: Request) -> Response:
         request_id = f"req_mock{next(self._ids):06d}"
@@ -72,15 +85,13 @@ class AnthropicFake(MockLLM):
         problem = _check_messages(messages, max_tokens)
         if problem:
             return _error(400, "invalid_request_error", problem, request_id)
-        config = self.config.with_directive(last_user_text(messages))
+        config = self.knobs(messages)
         message_id = f"msg_mock{request_id[-6:]}"
-        record: dict[str, Any] = {"id": message_id, "body": body, "config": asdict(config), "outcome": "open",
-                                  "headers": {k: v for k, v in request.headers.items()
-                                              if k not in ("x-api-key", "authorization")}}
-        self.requests.append(record)
-        if config.fault in _HTTP_FAULTS:
-            record["outcome"] = config.fault
-            status, type_, text = _HTTP_FAULTS[config.fault]
+        record = self.log(config, id=message_id, body=body, headers={
+            k: v for k, v in request.headers.items() if k not in ("x-api-key", "authorization")})
+        fault = http_fault(config, record, _HTTP_FAULTS)
+        if fault:
+            status, type_, text = fault
             return _error(status, type_, text, request_id, {"retry-after": "1"} if status == 429 else None)
 
         system = body.get("system")
@@ -93,7 +104,7 @@ class AnthropicFake(MockLLM):
             if config.reasoning:
                 content.append({"type": "thinking", "thinking": "".join(REASONING_TOKENS[: config.reasoning]),
                                 "signature": "mock-signature"})
-            content.append({"type": "text", "text": answer_text(config.tokens)})
+            content.append({"type": "text", "text": "".join(config.pieces())})
             return JSONResponse({
                 "id": message_id, "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": "end_turn", "stop_sequence": None,
@@ -107,7 +118,7 @@ class AnthropicFake(MockLLM):
 
     async def _stream(self, config: MockConfig, message_id: str, model: str, usage_in: int,
                       record: dict) -> AsyncIterator[bytes]:
-        try:
+        with outcome(record):
             yield _sse("message_start", {"type": "message_start", "message": {
                 "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
                 "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": usage_in, "output_tokens": 1}}})
@@ -119,17 +130,16 @@ class AnthropicFake(MockLLM):
                 await asyncio.sleep(config.ttft)
             if config.fault == "error_event" and config.fault_after == 0:
                 record["outcome"] = config.fault
-                yield _sse("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                yield _sse("error", _OVERLOADED)
                 return
             index = 0
             if config.reasoning:
                 thinking_block = {"type": "thinking", "thinking": "", "signature": ""}
                 yield _sse("content_block_start", {"type": "content_block_start", "index": 0,
                                                    "content_block": thinking_block})
-                for piece in REASONING_TOKENS[: config.reasoning]:
+                async for piece in reasoning(config):
                     yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                        "delta": {"type": "thinking_delta", "thinking": piece}})
-                    await asyncio.sleep(config.interval)
                 yield _sse("content_block_delta", {"type": "content_block_delta", "index": 0,
                                                    "delta": {"type": "signature_delta", "signature": "mock-signature"}})
                 yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
@@ -137,32 +147,18 @@ class AnthropicFake(MockLLM):
             yield _sse("content_block_start", {"type": "content_block_start", "index": index,
                                                "content_block": {"type": "text", "text": ""}})
             yield _sse("ping", {"type": "ping"})
-            for position, piece in enumerate(answer_tokens(config.tokens)):
-                if config.fault != "none" and position == config.fault_after:
-                    record["outcome"] = config.fault
-                    if config.fault == "cut":
-                        raise Cut("connection cut by the mock")
-                    if config.fault == "stall":
-                        await asyncio.sleep(3600)
-                    if config.fault == "malformed":
-                        yield b'event: content_block_delta\ndata: {"type": "content_block_delta", "index"\n\n'
-                        return
-                    if config.fault == "error_event":
-                        yield _sse("error", {"type": "error",
-                                             "error": {"type": "overloaded_error", "message": "Overloaded"}})
-                        return
-                await before_token(self, config, position)
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                   "delta": {"type": "text_delta", "text": piece}})
-            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-            yield _sse("message_delta", {"type": "message_delta",
-                                         "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                         "usage": {"output_tokens": config.tokens}})
-            yield _sse("message_stop", {"type": "message_stop"})
-            record["outcome"] = "complete"
-        except (asyncio.CancelledError, GeneratorExit):
-            record["outcome"] = "cancelled"
-            raise
+
+            def text_delta(_: int, piece: str) -> bytes:
+                return _sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                    "delta": {"type": "text_delta", "text": piece}})
+
+            tail = [_sse("content_block_stop", {"type": "content_block_stop", "index": index}),
+                    _sse("message_delta", {"type": "message_delta",
+                                           "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                           "usage": {"output_tokens": config.tokens}}),
+                    _sse("message_stop", {"type": "message_stop"})]
+            async for data in self.content(config, record, text_delta, _STREAM_FAULTS, tail):
+                yield data
 
 
 def _presented_keys(request: Request) -> set[str]:
@@ -189,7 +185,4 @@ def _check_messages(messages: Any, max_tokens: Any) -> str | None:
 
 
 def create_anthropic_fake(config: MockConfig | None = None) -> Starlette:
-    fake = AnthropicFake(config)
-    app = fake.app()
-    app.state.mock = fake
-    return app
+    return AnthropicFake(config).app()

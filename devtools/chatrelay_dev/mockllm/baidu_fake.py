@@ -11,8 +11,8 @@
   111 for an expired one, 336006 for an even number of messages, 336003 for a role
   other than user/assistant (ERNIE v1 takes ``system`` as a top-level field).
 
-Knobs (``[mock ...]`` directive): ``ttft``, ``interval``, ``tokens``, ``hold_after``/
-``gate``, ``error_code`` (answer that code), ``fault`` = ``http_429`` (336501 Rpm limit)
+Knobs (every fake's, see ``common.py``, but ``reasoning`` and ``keepalive``), ``error_code``
+(answer that code), ``fault`` = ``http_429`` (336501 Rpm limit)
 | ``qps_limit`` (18) | ``http_500`` (336000) | ``http_401`` (110) | ``cut`` | ``stall`` |
 ``malformed``. Server-side only: ``api_key``/``secret_key`` (the pair the token
 endpoint accepts), ``token_ttl``. ``POST /_mock/expire_tokens`` expires every issued
@@ -26,7 +26,7 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,8 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from chatrelay_dev.mockllm.common import Cut, before_token, control_routes, last_user_text, prompt_tokens
-from chatrelay_dev.mockllm.server import MockConfig, MockLLM, answer_text, answer_tokens
+from chatrelay_dev.mockllm.common import Fake, MockConfig, outcome, prompt_tokens
 
 FAULTS = {"none", "http_429", "qps_limit", "http_500", "http_401", "cut", "stall", "malformed"}
 ERROR_MESSAGES = {
@@ -53,6 +52,7 @@ ERROR_MESSAGES = {
     336502: "Tpm limit reached",
 }
 _FAULT_CODES = {"http_429": 336501, "qps_limit": 18, "http_500": 336000, "http_401": 110}
+_STREAM_FAULTS = {"malformed": b'data: {"id": "as-broken", "result": \n\n'}
 
 
 @dataclass(frozen=True)
@@ -67,24 +67,21 @@ def _error(code: int, log_id: str) -> JSONResponse:
     return JSONResponse({"error_code": code, "error_msg": ERROR_MESSAGES.get(code, "error"), "id": log_id})
 
 
-class BaiduFake(MockLLM):
+class BaiduFake(Fake):
+    config_class = BaiduFakeConfig
+
     def __init__(self, config: MockConfig | None = None, history: int = 500) -> None:
-        if config is None:
-            config = BaiduFakeConfig()
-        elif not isinstance(config, BaiduFakeConfig):
-            config = BaiduFakeConfig(**asdict(config))
         super().__init__(config, history)
         self.tokens: dict[str, float] = {}
         self.token_requests = 0
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[
+    def routes(self) -> list[Route]:
+        return [
             Route("/oauth/2.0/token", self.token, methods=["GET", "POST"]),
             Route("/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/{model}", self.chat, methods=["POST"]),
             Route("/_mock/expire_tokens", self.expire_tokens, methods=["POST"]),
             Route("/_mock/tokens", self.token_stats, methods=["GET"]),
-            *control_routes(self),
-        ])
+        ]
 
     async def token(self, request: Request) -> Response:
         self.token_requests += 1
@@ -128,11 +125,9 @@ class BaiduFake(MockLLM):
         problem = _check_messages(messages)
         if problem:
             return _error(problem, log_id)
-        config = self.config.with_directive(last_user_text(messages))
+        config = self.knobs(messages)
         model = request.path_params["model"]
-        record: dict[str, Any] = {"id": log_id, "model": model, "body": body, "config": asdict(config),
-                                  "outcome": "open"}
-        self.requests.append(record)
+        record = self.log(config, id=log_id, model=model, body=body)
         code = getattr(config, "error_code", 0) or _FAULT_CODES.get(config.fault, 0)
         if code:
             record["outcome"] = f"error_{code}"
@@ -143,7 +138,7 @@ class BaiduFake(MockLLM):
             record["outcome"] = "complete"
             return JSONResponse({
                 "id": log_id, "object": "chat.completion", "created": int(time.time()),
-                "result": answer_text(config.tokens), "is_truncated": False, "need_clear_history": False,
+                "result": "".join(config.pieces()), "is_truncated": False, "need_clear_history": False,
                 "finish_reason": "normal",
                 "usage": {"prompt_tokens": usage_in, "completion_tokens": config.tokens,
                           "total_tokens": usage_in + config.tokens},
@@ -153,39 +148,23 @@ class BaiduFake(MockLLM):
 
     async def _stream(self, config: MockConfig, log_id: str, usage_in: int, record: dict) -> AsyncIterator[bytes]:
         created = int(time.time())
-        pieces = answer_tokens(config.tokens)
-        try:
+        last = len(config.pieces()) - 1
+
+        def event(position: int, piece: str, *, is_end: bool = False, sent: int | None = None) -> bytes:
+            sent = position + 1 if sent is None else sent
+            data = {
+                "id": log_id, "object": "chat.completion", "created": created, "sentence_id": position,
+                "is_end": is_end or position == last, "is_truncated": False, "result": piece,
+                "need_clear_history": False, "finish_reason": "normal",
+                "usage": {"prompt_tokens": usage_in, "completion_tokens": sent, "total_tokens": usage_in + sent},
+            }
+            return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+        tail = [] if last >= 0 else [event(0, "", is_end=True, sent=0)]  # an empty answer still ends
+        with outcome(record):
             await asyncio.sleep(config.ttft)
-            for position, piece in enumerate(pieces):
-                if config.fault != "none" and position == config.fault_after:
-                    record["outcome"] = config.fault
-                    if config.fault == "cut":
-                        raise Cut("connection cut by the mock")
-                    if config.fault == "stall":
-                        await asyncio.sleep(3600)
-                    if config.fault == "malformed":
-                        yield b'data: {"id": "as-broken", "result": \n\n'
-                        return
-                await before_token(self, config, position)
-                last = position == len(pieces) - 1
-                event = {
-                    "id": log_id, "object": "chat.completion", "created": created, "sentence_id": position,
-                    "is_end": last, "is_truncated": False, "result": piece, "need_clear_history": False,
-                    "finish_reason": "normal",
-                    "usage": {"prompt_tokens": usage_in, "completion_tokens": position + 1,
-                              "total_tokens": usage_in + position + 1},
-                }
-                yield b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
-            if not pieces:
-                empty = {"id": log_id, "object": "chat.completion", "created": created, "sentence_id": 0,
-                         "is_end": True, "is_truncated": False, "result": "", "need_clear_history": False,
-                         "finish_reason": "normal",
-                         "usage": {"prompt_tokens": usage_in, "completion_tokens": 0, "total_tokens": usage_in}}
-                yield b"data: " + json.dumps(empty, separators=(",", ":")).encode() + b"\n\n"
-            record["outcome"] = "complete"
-        except (asyncio.CancelledError, GeneratorExit):
-            record["outcome"] = "cancelled"
-            raise
+            async for data in self.content(config, record, event, _STREAM_FAULTS, tail):
+                yield data
 
 
 def _check_messages(messages: Any) -> int | None:
@@ -201,7 +180,4 @@ def _check_messages(messages: Any) -> int | None:
 
 
 def create_baidu_fake(config: MockConfig | None = None) -> Starlette:
-    fake = BaiduFake(config)
-    app = fake.app()
-    app.state.mock = fake
-    return app
+    return BaiduFake(config).app()

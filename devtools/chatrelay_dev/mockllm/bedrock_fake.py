@@ -14,8 +14,8 @@ with a user turn and alternate, as Bedrock validates them.
 ``tests/functional/test_providers_bedrock.py`` proves it with a real boto3
 ``bedrock-runtime`` client (``endpoint_url`` pointed here, dummy credentials).
 
-Knobs (``[mock ...]`` directive): ``ttft``, ``interval``, ``tokens``, ``reasoning``,
-``hold_after``/``gate``, ``fault`` = ``http_429`` (ThrottlingException) | ``http_500``
+Knobs (every fake's, see ``common.py``): ``reasoning`` as ``reasoningContent`` deltas,
+``fault`` = ``http_429`` (ThrottlingException) | ``http_500``
 (InternalServerException) | ``http_503`` (ServiceUnavailableException) |
 ``model_not_ready`` | ``http_403`` (AccessDeniedException) | ``http_400``
 (ValidationException) | ``cut`` | ``stall`` | ``error_event`` (an exception frame of
@@ -30,7 +30,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,8 +39,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from chatrelay_dev.mockllm import eventstream
-from chatrelay_dev.mockllm.common import Cut, before_token, content_text, control_routes, last_user_text, prompt_tokens
-from chatrelay_dev.mockllm.server import REASONING_TOKENS, MockConfig, MockLLM, answer_tokens
+from chatrelay_dev.mockllm.common import Fake, MockConfig, content_text, http_fault, outcome, prompt_tokens, reasoning
 
 FAULTS = {"none", "http_429", "http_500", "http_503", "model_not_ready", "http_403", "http_400", "cut", "stall",
           "error_event"}
@@ -72,19 +71,11 @@ def _error(status: int, error_type: str, message: str) -> Response:
     )
 
 
-class BedrockFake(MockLLM):
-    def __init__(self, config: MockConfig | None = None, history: int = 500) -> None:
-        if config is None:
-            config = BedrockFakeConfig()
-        elif not isinstance(config, BedrockFakeConfig):
-            config = BedrockFakeConfig(**asdict(config))
-        super().__init__(config, history)
+class BedrockFake(Fake):
+    config_class = BedrockFakeConfig
 
-    def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/model/{model_id:path}/converse-stream", self.converse_stream, methods=["POST"]),
-            *control_routes(self),
-        ])
+    def routes(self) -> list[Route]:
+        return [Route("/model/{model_id:path}/converse-stream", self.converse_stream, methods=["POST"])]
 
     async def converse_stream(self, request: Request) -> Response:
         authorization = request.headers.get("authorization", "")
@@ -102,13 +93,11 @@ class BedrockFake(MockLLM):
         if problem:
             return _error(400, "ValidationException", problem)
         model_id = request.path_params["model_id"]
-        config = self.config.with_directive(last_user_text(messages))
-        record: dict[str, Any] = {"id": str(uuid.uuid4()), "modelId": model_id, "body": body,
-                                  "config": asdict(config), "outcome": "open", "accessKeyId": key_id}
-        self.requests.append(record)
-        if config.fault in _HTTP_FAULTS:
-            record["outcome"] = config.fault
-            return _error(*_HTTP_FAULTS[config.fault])
+        config = self.knobs(messages)
+        record = self.log(config, id=str(uuid.uuid4()), modelId=model_id, body=body, accessKeyId=key_id)
+        fault = http_fault(config, record, _HTTP_FAULTS)
+        if fault:
+            return _error(*fault)
         system = " ".join(content_text(block.get("text")) for block in body.get("system") or [])
         usage_in = prompt_tokens(system, *(content_text(m.get("content")) for m in messages))
         return StreamingResponse(
@@ -118,46 +107,36 @@ class BedrockFake(MockLLM):
         )
 
     async def _stream(self, config: MockConfig, usage_in: int, record: dict) -> AsyncIterator[bytes]:
-        exception_type = getattr(config, "exception", "modelStreamErrorException")
-        try:
+        failed = eventstream.exception(getattr(config, "exception", "modelStreamErrorException"),
+                                       "The model stream failed. Retry your request.")
+        with outcome(record):
             await asyncio.sleep(config.ttft)
             yield eventstream.event("messageStart", {"role": "assistant"})
             if config.fault == "error_event" and config.fault_after == 0:
                 record["outcome"] = config.fault
-                yield eventstream.exception(exception_type, "The model stream failed. Retry your request.")
+                yield failed
                 return
             index = 0
             if config.reasoning:
-                for piece in REASONING_TOKENS[: config.reasoning]:
+                async for piece in reasoning(config):
                     yield eventstream.event("contentBlockDelta", {
                         "delta": {"reasoningContent": {"text": piece}}, "contentBlockIndex": 0})
-                    await asyncio.sleep(config.interval)
                 yield eventstream.event("contentBlockDelta", {
                     "delta": {"reasoningContent": {"signature": "mock-signature"}}, "contentBlockIndex": 0})
                 yield eventstream.event("contentBlockStop", {"contentBlockIndex": 0})
                 index = 1
-            for position, piece in enumerate(answer_tokens(config.tokens)):
-                if config.fault != "none" and position == config.fault_after:
-                    record["outcome"] = config.fault
-                    if config.fault == "cut":
-                        raise Cut("connection cut by the mock")
-                    if config.fault == "stall":
-                        await asyncio.sleep(3600)
-                    if config.fault == "error_event":
-                        yield eventstream.exception(exception_type, "The model stream failed. Retry your request.")
-                        return
-                await before_token(self, config, position)
-                yield eventstream.event("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": index})
-            yield eventstream.event("contentBlockStop", {"contentBlockIndex": index})
-            yield eventstream.event("messageStop", {"stopReason": "end_turn"})
-            yield eventstream.event("metadata", {
-                "usage": {"inputTokens": usage_in, "outputTokens": config.tokens,
-                          "totalTokens": usage_in + config.tokens},
-                "metrics": {"latencyMs": int(config.ttft * 1000)}})
-            record["outcome"] = "complete"
-        except (asyncio.CancelledError, GeneratorExit):
-            record["outcome"] = "cancelled"
-            raise
+
+            def text_delta(_: int, piece: str) -> bytes:
+                return eventstream.event("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": index})
+
+            tail = [eventstream.event("contentBlockStop", {"contentBlockIndex": index}),
+                    eventstream.event("messageStop", {"stopReason": "end_turn"}),
+                    eventstream.event("metadata", {
+                        "usage": {"inputTokens": usage_in, "outputTokens": config.tokens,
+                                  "totalTokens": usage_in + config.tokens},
+                        "metrics": {"latencyMs": int(config.ttft * 1000)}})]
+            async for data in self.content(config, record, text_delta, {"error_event": failed}, tail):
+                yield data
 
 
 def _check_messages(messages: Any) -> str | None:
@@ -180,7 +159,4 @@ def _check_messages(messages: Any) -> str | None:
 
 
 def create_bedrock_fake(config: MockConfig | None = None) -> Starlette:
-    fake = BedrockFake(config)
-    app = fake.app()
-    app.state.mock = fake
-    return app
+    return BedrockFake(config).app()

@@ -9,10 +9,18 @@ Only the documented names are read, exactly as spelled (``CHATRELAY_DEV_AUTH``):
 environment is matched case-sensitively and never by field name, so neither
 ``dev_auth=1`` nor ``DEV_AUTH=1`` nor ``chatrelay_dev_auth=1`` turns anything on. Field
 names are for the constructor only (``Settings(dev_auth=True)``).
+
+Besides :class:`Settings`, two readers serve the provider registry: the vendor
+presets' variables (:data:`VENDOR_VARIABLES`, read by :func:`vendor_variables`) and a
+variable a providers file names (``api_key_env``, read by :func:`environment_variable`).
+Both take the environment as an argument (default: the process's), for tests.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -291,6 +299,48 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+
+OPENAI_COMPATIBLE_VENDORS = ("openai", "deepseek", "qwen", "zhipu", "baidu", "hunyuan", "moonshot")
+
+VENDOR_VARIABLES: dict[str, dict[str, str]] = {
+    **{name: {"api_key": f"{name.upper()}_API_KEY", "base_url": f"{name.upper()}_BASE_URL",
+              "model": f"{name.upper()}_MODEL"} for name in OPENAI_COMPATIBLE_VENDORS},
+    "anthropic": {"api_key": "ANTHROPIC_API_KEY", "base_url": "ANTHROPIC_BASE_URL", "model": "ANTHROPIC_MODEL"},
+    "ernie": {"api_key": "ERNIE_API_KEY", "secret_key": "ERNIE_SECRET_KEY", "base_url": "ERNIE_BASE_URL",
+              "model": "ERNIE_MODEL"},
+    "bedrock": {"model": "BEDROCK_MODEL", "base_url": "BEDROCK_ENDPOINT_URL", "region": "BEDROCK_REGION"},
+}
+"""Environment preset name -> :class:`VendorVariables` field -> the variable that sets it."""
+
+
+@dataclass(frozen=True, slots=True)
+class VendorVariables:
+    """What the environment says about one vendor preset; unset (or empty) variables are ``None``."""
+
+    api_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    """Baidu ERNIE v1: the secret key paired with the API key."""
+    base_url: str | None = None
+    model: str | None = None
+    region: str | None = None
+    """Bedrock: the AWS region."""
+
+    def has(self, *names: str) -> bool:
+        return all(getattr(self, name) for name in names)
+
+
+
+def vendor_variables(environ: Mapping[str, str] | None = None) -> dict[str, VendorVariables]:
+    """Each environment preset's variables (see ``VENDOR_VARIABLES``), from ``environ`` or the process's."""
+    env = os.environ if environ is None else environ
+    return {preset: VendorVariables(**{name: env.get(variable) or None for name, variable in variables.items()})
+            for preset, variables in VENDOR_VARIABLES.items()}
+
+
+def environment_variable(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The variable a providers file names for a key (``api_key_env``, ``secret_key_env``); unset or empty: None."""
+    return (os.environ if environ is None else environ).get(name) or None
 
 
 @lru_cache(maxsize=1)

@@ -2,9 +2,10 @@
 
 Adapters: ``openai_compat`` (OpenAI and its copies: DeepSeek, DashScope, Zhipu,
 Qianfan v2, Hunyuan, Moonshot), ``anthropic_messages``, ``bedrock_converse``
-(boto3, imported lazily), ``baidu_ernie`` (ERNIE v1). Wrappers: ``deadlines``
+(boto3, imported lazily), ``baidu_ernie`` (ERNIE v1); the HTTP ones meet httpx
+through ``http`` (client, error mapping, SSE decoder). Wrappers: ``deadlines``
 (per-provider time limits) and ``failover`` (an ordered list of providers).
-``registry`` builds them from the environment and the providers file (``config``).
+``registry`` builds them from settings and the providers file (``config``).
 """
 
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage

@@ -19,21 +19,19 @@ first token. Stop reasons are mapped to the OpenAI-style names the relay stores
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 
 from chatrelay import errors
+from chatrelay.providers import http
 from chatrelay.providers.base import ChatDelta, ChatMessage, StreamParams, Usage
 from chatrelay.providers.messages import alternating, split_system
-from chatrelay.streaming.sse import iter_sse
 
 API_VERSION = "2023-06-01"
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
-_MAX_ERROR_BODY = 64 * 1024
 
 STOP_REASONS = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
                 "refusal": "content_filter", "pause_turn": "pause"}
@@ -72,10 +70,7 @@ class AnthropicProvider:
         if api_key:
             headers["x-api-key"] = api_key
         self._headers = headers
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=4000, max_keepalive_connections=200),
-        )
+        self._client = client or http.new_client(connect_timeout, read_timeout)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -98,23 +93,11 @@ class AnthropicProvider:
     async def stream(self, messages: Sequence[ChatMessage], params: StreamParams) -> AsyncIterator[ChatDelta]:
         request = self._client.build_request("POST", self._url, json=self.payload(messages, params),
                                              headers=self._headers)
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise errors.UpstreamTimeout(f"{self.name}: connecting timed out") from exc
-        except httpx.TransportError as exc:
-            raise errors.UpstreamUnavailable(f"{self.name}: {type(exc).__name__}") from exc
-        try:
+        async with http.streaming(self._client, request, self.name) as response:
             if response.status_code >= 400:
                 raise _http_error(self.name, response, await _read_json(response))
             async for delta in self._deltas(response):
                 yield delta
-        except httpx.TimeoutException as exc:
-            raise errors.UpstreamTimeout(f"{self.name}: read timed out") from exc
-        except httpx.TransportError as exc:
-            raise errors.UpstreamDisconnected(f"{self.name}: {type(exc).__name__}") from exc
-        finally:
-            await response.aclose()  # drops the connection: Anthropic stops generating
 
     async def _deltas(self, response: httpx.Response) -> AsyncIterator[ChatDelta]:
         if "application/json" in response.headers.get("content-type", ""):
@@ -125,16 +108,11 @@ class AnthropicProvider:
             return
         input_tokens = output_tokens = 0
         stop_reason: str | None = None
-        async for event in iter_sse(response.aiter_lines()):
+        async for event in http.iter_sse(response.aiter_bytes()):
             name = event.event
             if name == "ping" or not event.data.strip():
                 continue
-            try:
-                data = json.loads(event.data)
-            except ValueError as exc:
-                raise errors.UpstreamProtocolError(f"{self.name}: malformed {name} event") from exc
-            if not isinstance(data, dict):
-                raise errors.UpstreamProtocolError(f"{self.name}: {name} event is not an object")
+            data = http.event_object(self.name, event.data, f"{name} event")
             kind = data.get("type") or name
             if kind == "error":
                 raise _error_event(self.name, data)
@@ -189,31 +167,15 @@ def _error_event(name: str, body: dict[str, Any], status: int | None = None) -> 
 
 
 def _http_error(name: str, response: httpx.Response, body: dict[str, Any]) -> errors.UpstreamError:
-    status = response.status_code
-    if status in (401, 403):
-        cls: type[errors.UpstreamError] = errors.UpstreamAuthError
-    elif status == 429:
-        cls = errors.UpstreamRateLimited
-    else:
-        cls = errors.UpstreamHTTPError
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    message = f"{name}: HTTP {status}: {error.get('type') or 'error'}"
+    message = f"{name}: HTTP {response.status_code}: {error.get('type') or 'error'}"
     if error.get("message"):
         message += f": {error['message']}"
-    details: dict[str, object] = {"vendorError": error.get("type")}
-    if cls is errors.UpstreamRateLimited:
-        details["retryAfter"] = response.headers.get("retry-after")
-    return cls(message, status=status, **details)
+    return http.status_error(response.status_code, message, retry_after=response.headers.get("retry-after"),
+                             vendorError=error.get("type"))
 
 
 async def _read_json(response: httpx.Response) -> dict[str, Any]:
-    raw = b""
-    async for piece in response.aiter_bytes():
-        raw += piece
-        if len(raw) > _MAX_ERROR_BODY:
-            break
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return {"type": "error", "error": {"type": "api_error", "message": raw[:300].decode("utf-8", "replace")}}
+    body = await http.read_json(response, lambda raw: {"type": "error", "error": {
+        "type": "api_error", "message": http.snippet(raw)}})
     return body if isinstance(body, dict) else {}

@@ -26,7 +26,6 @@ messages to alternate user/assistant, starting and ending with the user.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 
 from chatrelay import errors
+from chatrelay.providers import http
 from chatrelay.providers.base import ChatDelta, ChatMessage, StreamParams, Usage
 from chatrelay.providers.messages import alternating, split_system
 
@@ -46,7 +46,6 @@ AUTH_CODES = frozenset({6, 13, 14, 110, 111})
 TOKEN_CODES = frozenset({110, 111})
 """The token itself is bad (invalid / expired): refresh it and try once more."""
 SERVER_CODES = frozenset({1, 2, 336000, 336100})
-_MAX_BODY = 64 * 1024
 
 
 def vendor_error(name: str, body: dict[str, Any]) -> errors.UpstreamError:
@@ -105,12 +104,8 @@ class AccessTokens:
 
     async def _fetch(self) -> tuple[str, float]:
         self.fetches += 1
-        try:
+        with http.upstream_errors(f"{self._name}: access token"):
             response = await self._client.post(self._url, params=self._params, headers={"Accept": "application/json"})
-        except httpx.TimeoutException as exc:
-            raise errors.UpstreamTimeout(f"{self._name}: access token request timed out") from exc
-        except httpx.TransportError as exc:
-            raise errors.UpstreamUnavailable(f"{self._name}: access token: {type(exc).__name__}") from exc
         try:
             body = response.json()
         except ValueError:
@@ -144,10 +139,7 @@ class BaiduErnieProvider:
     ) -> None:
         self.name = name
         self._base = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=4000, max_keepalive_connections=200),
-        )
+        self._client = client or http.new_client(connect_timeout, read_timeout)
         self.tokens = AccessTokens(name, self._client, self._base + TOKEN_PATH, api_key, secret_key, clock=clock)
 
     async def aclose(self) -> None:
@@ -161,50 +153,22 @@ class BaiduErnieProvider:
         }
         if system:
             payload["system"] = system
-        if params.max_tokens is not None:
-            payload["max_output_tokens"] = params.max_tokens
-        if params.temperature is not None:
-            payload["temperature"] = params.temperature
-        payload.update(params.extra)
+        payload.update(params.options("max_output_tokens"))
         return payload
 
     async def stream(self, messages: Sequence[ChatMessage], params: StreamParams) -> AsyncIterator[ChatDelta]:
-        response, body = await self._open(self.payload(messages, params), params.model)
-        if body is not None:  # answered without streaming
-            yield _delta_from_result(body)
-            return
-        assert response is not None
-        try:
-            async for delta in self._deltas(response):
-                yield delta
-        except httpx.TimeoutException as exc:
-            raise errors.UpstreamTimeout(f"{self.name}: read timed out") from exc
-        except httpx.TransportError as exc:
-            raise errors.UpstreamDisconnected(f"{self.name}: {type(exc).__name__}") from exc
-        finally:
-            await response.aclose()  # drops the connection: Baidu stops generating
-
-    async def _open(self, payload: dict[str, Any], model: str) -> tuple[httpx.Response | None, dict | None]:
-        """The streaming response, or a complete JSON answer; a token refresh at most once."""
-        url = self._base + CHAT_PATH.format(model=model)
-        for attempt in (1, 2):
+        payload = self.payload(messages, params)
+        url = self._base + CHAT_PATH.format(model=params.model)
+        for attempt in (1, 2):  # a second time only with a fresh token
             token = await self.tokens.get()
             request = self._client.build_request("POST", url, params={"access_token": token}, json=payload)
-            try:
-                response = await self._client.send(request, stream=True)
-            except httpx.TimeoutException as exc:
-                raise errors.UpstreamTimeout(f"{self.name}: connecting timed out") from exc
-            except httpx.TransportError as exc:
-                raise errors.UpstreamUnavailable(f"{self.name}: {type(exc).__name__}") from exc
-            if response.status_code < 400 and "text/event-stream" in response.headers.get("content-type", ""):
-                return response, None
-            # Not a stream: an error as plain JSON (with status 200), or a complete answer.
-            try:
+            async with http.streaming(self._client, request, self.name) as response:
+                if response.status_code < 400 and "text/event-stream" in response.headers.get("content-type", ""):
+                    async for delta in self._deltas(response):
+                        yield delta
+                    return
+                # Not a stream: an error as plain JSON (with status 200), or a complete answer.
                 body = await _read_json(response)
-            except httpx.TransportError as exc:
-                raise errors.UpstreamDisconnected(f"{self.name}: {type(exc).__name__}") from exc
-            finally:
-                await response.aclose()
             if "error_code" in body:
                 if attempt == 1 and _code(body) in TOKEN_CODES:
                     self.tokens.invalidate(token)
@@ -214,11 +178,11 @@ class BaiduErnieProvider:
                 raise _http_error(self.name, response.status_code, body)
             if "result" not in body:
                 raise errors.UpstreamProtocolError(f"{self.name}: the answer is neither a stream nor a result")
-            return None, body
-        raise AssertionError("unreachable")  # pragma: no cover
+            yield _delta_from_result(body)  # answered without streaming
+            return
 
     async def _deltas(self, response: httpx.Response) -> AsyncIterator[ChatDelta]:
-        async for raw in response.aiter_lines():
+        async for raw in http.iter_lines(response.aiter_bytes()):
             line = raw.strip()
             if line.startswith("data:"):
                 data = line[5:].strip()
@@ -226,17 +190,13 @@ class BaiduErnieProvider:
                 data = line  # a plain JSON error in the middle of the stream
             else:
                 continue  # blank lines, comments, event:/id: fields
-            try:
-                chunk = json.loads(data)
-            except ValueError as exc:
-                raise errors.UpstreamProtocolError(f"{self.name}: malformed event") from exc
-            if not isinstance(chunk, dict):
-                raise errors.UpstreamProtocolError(f"{self.name}: event is not an object")
+            chunk = http.event_object(self.name, data, "event")
             if "error_code" in chunk:
                 raise vendor_error(self.name, chunk)
             text = chunk.get("result") or ""
             if chunk.get("is_end"):
-                yield ChatDelta(text=text, finish_reason=_finish_reason(chunk), usage=_usage(chunk.get("usage")))
+                yield ChatDelta(text=text, finish_reason=_finish_reason(chunk),
+                                usage=Usage.from_counts(chunk.get("usage")))
                 return
             if text:
                 yield ChatDelta(text=text)
@@ -257,35 +217,16 @@ def _finish_reason(chunk: dict[str, Any]) -> str:
     return "stop" if reason == "normal" else str(reason)
 
 
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt = int(raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("completion_tokens") or 0)
-    return Usage(prompt, completion, int(raw.get("total_tokens") or prompt + completion))
-
-
 def _delta_from_result(body: dict[str, Any]) -> ChatDelta:
-    return ChatDelta(text=body.get("result") or "", finish_reason=_finish_reason(body), usage=_usage(body.get("usage")))
+    return ChatDelta(text=body.get("result") or "", finish_reason=_finish_reason(body),
+                     usage=Usage.from_counts(body.get("usage")))
 
 
 def _http_error(name: str, status: int, body: dict[str, Any]) -> errors.UpstreamError:
-    message = f"{name}: HTTP {status}: {body.get('error_msg') or body.get('message') or 'error'}"
-    if status in (401, 403):
-        return errors.UpstreamAuthError(message, status=status)
-    if status == 429:
-        return errors.UpstreamRateLimited(message, status=status)
-    return errors.UpstreamHTTPError(message, status=status)
+    described = body.get("error_msg") or body.get("message") or "error"
+    return http.status_error(status, f"{name}: HTTP {status}: {described}")
 
 
 async def _read_json(response: httpx.Response) -> dict[str, Any]:
-    raw = b""
-    async for piece in response.aiter_bytes():
-        raw += piece
-        if len(raw) > _MAX_BODY:
-            break
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return {"error_msg": raw[:300].decode("utf-8", "replace")} if raw.strip() else {}
+    body = await http.read_json(response, lambda raw: {"error_msg": http.snippet(raw)} if raw.strip() else {})
     return body if isinstance(body, dict) else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 Role = Literal["system", "user", "assistant"]
 
@@ -27,6 +27,16 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+
+    @classmethod
+    def from_counts(cls, raw: Any, prompt: str = "prompt_tokens", completion: str = "completion_tokens",
+                    total: str = "total_tokens") -> Usage | None:
+        """A vendor's usage object (OpenAI's key names unless told others); ``None`` when there is none."""
+        if not isinstance(raw, dict):
+            return None
+        prompt_tokens = int(raw.get(prompt) or 0)
+        completion_tokens = int(raw.get(completion) or 0)
+        return cls(prompt_tokens, completion_tokens, int(raw.get(total) or prompt_tokens + completion_tokens))
 
     def to_dict(self) -> dict[str, int]:
         return {
@@ -54,6 +64,16 @@ class StreamParams:
     max_tokens: int | None = None
     temperature: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+    def options(self, max_tokens_key: str = "max_tokens") -> dict[str, object]:
+        """The optional fields of a vendor's JSON request body; ``extra`` comes last, so it wins."""
+        found: dict[str, object] = {}
+        if self.max_tokens is not None:
+            found[max_tokens_key] = self.max_tokens
+        if self.temperature is not None:
+            found["temperature"] = self.temperature
+        found.update(self.extra)
+        return found
 
 
 @runtime_checkable

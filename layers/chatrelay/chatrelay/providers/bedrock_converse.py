@@ -31,6 +31,7 @@ provider move to the next vendor instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
@@ -146,7 +147,7 @@ class BedrockConverseProvider:
                         return
                     hand_over(_EVENT, event)
                 hand_over(_END, None)
-            except BaseException as exc:  # handed to the loop, raised there as our error
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, raised there as our error
                 if not stop.is_set():
                     hand_over(_ERROR, translate(self.name, exc, started=started))
             finally:
@@ -172,7 +173,8 @@ class BedrockConverseProvider:
                 elif "messageStop" in item:
                     stop_reason = item["messageStop"].get("stopReason") or "end_turn"
                 elif "metadata" in item:
-                    usage = _usage(item["metadata"].get("usage"))
+                    usage = Usage.from_counts(item["metadata"].get("usage"), "inputTokens", "outputTokens",
+                                              "totalTokens")
                     yield ChatDelta(finish_reason=STOP_REASONS.get(stop_reason or "end_turn", stop_reason),
                                     usage=usage)
                     return
@@ -187,10 +189,8 @@ class BedrockConverseProvider:
 
 
 def _close_quietly(events: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # closing a response that may already be broken
         events.close()
-    except Exception:  # noqa: BLE001 - closing a response that may already be broken
-        pass
 
 
 def _interrupt(events: Any) -> None:
@@ -213,14 +213,6 @@ def _interrupt(events: Any) -> None:
         except OSError:
             pass
     threading.Thread(target=_close_quietly, args=(events,), name="bedrock-close", daemon=True).start()
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt = int(raw.get("inputTokens") or 0)
-    completion = int(raw.get("outputTokens") or 0)
-    return Usage(prompt, completion, int(raw.get("totalTokens") or prompt + completion))
 
 
 def translate(name: str, exc: BaseException, *, started: bool = False) -> errors.UpstreamError:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -113,12 +113,13 @@ def _parse(file: Path, text: str) -> Any:
         raise ProvidersFileError(f"providers file {file}: invalid JSON: {exc}") from exc
 
 
-def credential(name: str, environ: Mapping[str, str], *, literal: str | None, env: str | None) -> str | None:
-    """A key given literally or through an environment variable (secret names resolve later)."""
+def credential(name: str, lookup: Callable[[str], str | None], *, literal: str | None,
+               env: str | None) -> str | None:
+    """A key given literally or through an environment variable, read by ``lookup`` (secret names resolve later)."""
     if literal:
         return literal
     if env:
-        value = environ.get(env)
+        value = lookup(env)
         if not value:
             raise ProvidersFileError(f"provider {name}: environment variable {env} is not set")
         return value

@@ -7,35 +7,35 @@ so operators decide which vendor and model stand behind each name. Two sources:
   environment (``DEEPSEEK_API_KEY`` ...); ``<NAME>_BASE_URL`` and ``<NAME>_MODEL``
   override the built-in values. ``anthropic`` needs ``ANTHROPIC_API_KEY``, ``ernie``
   (Baidu ERNIE v1) ``ERNIE_API_KEY`` and ``ERNIE_SECRET_KEY``, ``bedrock`` a
-  ``BEDROCK_MODEL`` (credentials are the IAM role's). ``default`` is the
+  ``BEDROCK_MODEL`` (credentials are the IAM role's). ``chatrelay.settings`` names and
+  reads these variables (``VENDOR_VARIABLES``). ``default`` is the
   ``LLM_BASE_URL`` / ``LLM_API_KEY`` / ``LLM_MODEL`` trio, or the local mock when
   ``LLM_BASE_URL`` is unset, so a fresh checkout streams with no key.
 * **The providers file** (``CHATRELAY_PROVIDERS_FILE``, see ``config.py``): any kind,
   per-provider timeouts and an ordered fallback list. Its entries win over
   environment presets of the same name.
 
-A preset with a fallback list is served by a :class:`FailoverProvider` over itself
-and its fallbacks; one with its own timeouts by a :class:`TimedProvider`. Each
-vendor adapter (one HTTP pool or boto3 client) is built once and shared by every
-name that uses it.
+``KINDS`` maps each kind to its adapter factory and its defaults. A preset with a
+fallback list is served by a :class:`FailoverProvider` over itself and its fallbacks;
+one with its own timeouts by a :class:`TimedProvider`. Each vendor adapter (one HTTP
+pool or boto3 client) is built once and shared by every name that uses it. Keys given
+by secret name are read through ``chatrelay.secrets`` when the adapter is built.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from chatrelay import errors
+from chatrelay import errors, secrets
 from chatrelay.providers import anthropic_messages, baidu_ernie
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams
 from chatrelay.providers.config import ProvidersFile, ProvidersFileError, credential, load_providers_file
 from chatrelay.providers.deadlines import TimedProvider, Timeouts
 from chatrelay.providers.failover import FailoverProvider, Member
 from chatrelay.providers.openai_compat import OpenAICompatProvider
-from chatrelay.settings import Settings
-
-KINDS = ("openai_compat", "anthropic", "bedrock", "baidu_ernie", "mock")
+from chatrelay.settings import Settings, environment_variable, vendor_variables
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,48 +59,112 @@ class Preset:
     fallback: tuple[str, ...] = ()
 
 
-# name -> (base URL, default model id, accepts stream_options)
-VENDOR_PRESETS: dict[str, tuple[str, str, bool]] = {
-    "openai": ("https://api.openai.com/v1", "gpt-4o-mini", True),
-    "deepseek": ("https://api.deepseek.com", "deepseek-chat", True),
-    "qwen": ("https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus", True),
-    "zhipu": ("https://open.bigmodel.cn/api/paas/v4", "glm-4-flash", False),
-    "baidu": ("https://qianfan.baidubce.com/v2", "ernie-4.0-turbo-8k", True),
-    "hunyuan": ("https://api.hunyuan.cloud.tencent.com/v1", "hunyuan-turbos-latest", True),
-    "moonshot": ("https://api.moonshot.cn/v1", "moonshot-v1-8k", True),
-}
-
 MOCK_MODEL = "mock-gpt"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
 ERNIE_MODEL = "ernie-4.0-turbo-8k"
 
 
+class Vendor(NamedTuple):
+    """An environment preset's built-in values."""
+
+    base_url: str
+    model: str | None
+    include_usage: bool = True
+    """Whether the vendor accepts ``stream_options.include_usage``."""
+    kind: str = "openai_compat"
+    needs: tuple[str, ...] = ("api_key",)
+    """The variables (``VendorVariables`` fields) that enable the preset."""
+
+
+VENDOR_PRESETS: dict[str, Vendor] = {
+    "openai": Vendor("https://api.openai.com/v1", "gpt-4o-mini"),
+    "deepseek": Vendor("https://api.deepseek.com", "deepseek-chat"),
+    "qwen": Vendor("https://dashscope.aliyuncs.com/compatible-mode/v1", "qwen-plus"),
+    "zhipu": Vendor("https://open.bigmodel.cn/api/paas/v4", "glm-4-flash", include_usage=False),
+    "baidu": Vendor("https://qianfan.baidubce.com/v2", "ernie-4.0-turbo-8k"),
+    "hunyuan": Vendor("https://api.hunyuan.cloud.tencent.com/v1", "hunyuan-turbos-latest"),
+    "moonshot": Vendor("https://api.moonshot.cn/v1", "moonshot-v1-8k"),
+}
+"""The OpenAI-compatible presets; an ``openai_compat`` providers-file entry of the same name inherits them."""
+
+NATIVE_PRESETS: dict[str, Vendor] = {
+    "anthropic": Vendor(anthropic_messages.DEFAULT_BASE_URL, ANTHROPIC_MODEL, kind="anthropic"),
+    "ernie": Vendor(baidu_ernie.DEFAULT_BASE_URL, ERNIE_MODEL, kind="baidu_ernie", needs=("api_key", "secret_key")),
+    "bedrock": Vendor("", None, kind="bedrock", needs=("model",)),
+}
+
+
+class Wiring(NamedTuple):
+    """What an adapter factory gets: the preset, its API key (a secret name already read), its client timeouts."""
+
+    preset: Preset
+    api_key: str | None
+    connect_timeout: float
+    read_timeout: float
+    settings: Settings
+
+
+def _openai_compat(w: Wiring) -> Provider:
+    return OpenAICompatProvider(w.preset.name, w.preset.base_url, w.api_key, include_usage=w.preset.include_usage,
+                                connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
+
+
+def _anthropic(w: Wiring) -> Provider:
+    return anthropic_messages.AnthropicProvider(
+        w.preset.name, w.api_key, w.preset.base_url or anthropic_messages.DEFAULT_BASE_URL,
+        max_tokens=w.preset.max_tokens or anthropic_messages.DEFAULT_MAX_TOKENS,
+        connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
+
+
+def _baidu_ernie(w: Wiring) -> Provider:
+    preset = w.preset
+    secret_key = preset.secret_key or (_secret(preset, preset.secret_key_secret) if preset.secret_key_secret else None)
+    if not w.api_key or not secret_key:
+        raise errors.UpstreamAuthError(f"{preset.name}: Baidu ERNIE needs an API key and a secret key")
+    return baidu_ernie.BaiduErnieProvider(preset.name, w.api_key, secret_key,
+                                          preset.base_url or baidu_ernie.DEFAULT_BASE_URL,
+                                          connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
+
+
+def _bedrock(w: Wiring) -> Provider:
+    from chatrelay.providers.bedrock_converse import BedrockConverseProvider  # boto3 costs start-up time
+
+    return BedrockConverseProvider(w.preset.name, region=w.preset.region or w.settings.aws_region,
+                                   endpoint_url=w.preset.base_url or None, connect_timeout=w.connect_timeout,
+                                   read_timeout=w.read_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterKind:
+    """One ``kind`` of the providers file: its adapter factory and the defaults of its entries."""
+
+    build: Callable[[Wiring], Provider]
+    default_base_url: Callable[[Settings], str | None] = lambda settings: None
+    default_model: str | None = None
+    needs_base_url: bool = True
+    needs_key_pair: bool = False
+    """An API key and a secret key (each literal, from the environment or by secret name)."""
+
+
+KINDS: dict[str, AdapterKind] = {
+    "openai_compat": AdapterKind(_openai_compat),
+    "mock": AdapterKind(_openai_compat, lambda settings: settings.mock_llm_base_url, MOCK_MODEL),
+    "anthropic": AdapterKind(_anthropic, lambda settings: anthropic_messages.DEFAULT_BASE_URL),
+    "baidu_ernie": AdapterKind(_baidu_ernie, lambda settings: baidu_ernie.DEFAULT_BASE_URL, needs_key_pair=True),
+    "bedrock": AdapterKind(_bedrock, lambda settings: "", needs_base_url=False),
+}
+
+
 def build_presets(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, Preset]:
-    """The presets the environment enables (see the module docstring)."""
-    env = os.environ if environ is None else environ
+    """The presets the environment enables (see the module docstring); ``environ`` replaces the process's."""
     presets: dict[str, Preset] = {"mock": Preset("mock", settings.mock_llm_base_url, MOCK_MODEL, kind="mock")}
-    for name, (base_url, model, include_usage) in VENDOR_PRESETS.items():
-        prefix = name.upper()
-        key = env.get(f"{prefix}_API_KEY")
-        if key:
-            presets[name] = Preset(
-                name,
-                env.get(f"{prefix}_BASE_URL", base_url),
-                env.get(f"{prefix}_MODEL", model),
-                key,
-                include_usage,
-            )
-    if env.get("ANTHROPIC_API_KEY"):
-        presets["anthropic"] = Preset(
-            "anthropic", env.get("ANTHROPIC_BASE_URL", anthropic_messages.DEFAULT_BASE_URL),
-            env.get("ANTHROPIC_MODEL", ANTHROPIC_MODEL), env["ANTHROPIC_API_KEY"], kind="anthropic")
-    if env.get("ERNIE_API_KEY") and env.get("ERNIE_SECRET_KEY"):
-        presets["ernie"] = Preset(
-            "ernie", env.get("ERNIE_BASE_URL", baidu_ernie.DEFAULT_BASE_URL), env.get("ERNIE_MODEL", ERNIE_MODEL),
-            env["ERNIE_API_KEY"], kind="baidu_ernie", secret_key=env["ERNIE_SECRET_KEY"])
-    if env.get("BEDROCK_MODEL"):
-        presets["bedrock"] = Preset("bedrock", env.get("BEDROCK_ENDPOINT_URL", ""), env["BEDROCK_MODEL"],
-                                    kind="bedrock", region=env.get("BEDROCK_REGION") or None)
+    variables = vendor_variables(environ)
+    for name, vendor in {**VENDOR_PRESETS, **NATIVE_PRESETS}.items():
+        found = variables[name]
+        if found.has(*vendor.needs):
+            presets[name] = Preset(name, found.base_url or vendor.base_url, found.model or vendor.model or "",
+                                   found.api_key, vendor.include_usage, kind=vendor.kind,
+                                   secret_key=found.secret_key, region=found.region)
     if settings.llm_base_url:
         presets["default"] = Preset(
             "default",
@@ -118,32 +182,28 @@ def presets_from_file(
     settings: Settings, parsed: ProvidersFile, environ: Mapping[str, str] | None = None
 ) -> dict[str, Preset]:
     """The providers file's entries as presets (keys from the environment, secrets by name)."""
-    env = os.environ if environ is None else environ
+
+    def lookup(variable: str) -> str | None:
+        return environment_variable(variable, environ)
+
     presets: dict[str, Preset] = {}
     for name, entry in parsed.providers.items():
+        kind = KINDS[entry.kind]
         vendor = VENDOR_PRESETS.get(name) if entry.kind == "openai_compat" else None
-        include_usage = entry.include_usage if entry.include_usage is not None else (vendor[2] if vendor else True)
-        if entry.kind == "mock":
-            base_url, model = entry.base_url or settings.mock_llm_base_url, entry.model or MOCK_MODEL
-        elif entry.kind == "anthropic":
-            base_url, model = entry.base_url or anthropic_messages.DEFAULT_BASE_URL, entry.model
-        elif entry.kind == "baidu_ernie":
-            base_url, model = entry.base_url or baidu_ernie.DEFAULT_BASE_URL, entry.model
-        elif entry.kind == "bedrock":
-            base_url, model = entry.base_url or "", entry.model
-        else:
-            base_url = entry.base_url or (vendor[0] if vendor else None)
-            model = entry.model or (vendor[1] if vendor else None)
-        if not base_url and entry.kind != "bedrock":
+        include_usage = entry.include_usage if entry.include_usage is not None else (
+            vendor.include_usage if vendor else True)
+        base_url = entry.base_url or (vendor.base_url if vendor else kind.default_base_url(settings))
+        model = entry.model or (vendor.model if vendor else kind.default_model)
+        if not base_url and kind.needs_base_url:
             raise ProvidersFileError(f"provider {name}: base_url is required for kind {entry.kind}")
         if not model:
             raise ProvidersFileError(f"provider {name}: model is required")
-        api_key = credential(name, env, literal=entry.api_key, env=entry.api_key_env)
-        secret_key = credential(name, env, literal=entry.secret_key, env=entry.secret_key_env)
-        if entry.kind == "baidu_ernie" and not (
+        api_key = credential(name, lookup, literal=entry.api_key, env=entry.api_key_env)
+        secret_key = credential(name, lookup, literal=entry.secret_key, env=entry.secret_key_env)
+        if kind.needs_key_pair and not (
             (api_key or entry.secret_name) and (secret_key or entry.secret_key_secret_name)
         ):
-            raise ProvidersFileError(f"provider {name}: Baidu ERNIE needs an API key and a secret key")
+            raise ProvidersFileError(f"provider {name}: kind {entry.kind} needs an API key and a secret key")
         timeouts = entry.timeouts
         presets[name] = Preset(
             name,
@@ -164,46 +224,23 @@ def presets_from_file(
 
 
 def _secret(preset: Preset, reference: str) -> str:
-    """A key from its secret reference, through ``chatrelay.secrets`` when that module exists."""
+    """A key from its secret reference (``chatrelay.secrets``); any failure means we cannot authenticate."""
     try:
-        from chatrelay.secrets import resolve_secret
-    except ImportError as exc:  # pragma: no cover - secrets.py is another engineer's
-        raise errors.UpstreamAuthError(f"{preset.name}: secret names are not supported here") from exc
-    try:
-        return resolve_secret(reference)
-    except Exception as exc:  # noqa: BLE001 - any failure to read a key means we cannot authenticate
+        return secrets.resolve_secret(reference)
+    except Exception as exc:
         raise errors.UpstreamAuthError(f"{preset.name}: the key's secret could not be read") from exc
 
 
 def build_provider(preset: Preset, settings: Settings) -> Provider:
     """The vendor adapter for one preset (no timeouts wrapper, no failover)."""
+    kind = KINDS.get(preset.kind)
+    if kind is None:
+        raise ValueError(f"unknown provider kind {preset.kind!r}")
     limits = preset.timeouts
     connect = limits.connect or settings.connect_timeout
     read = max(limits.first_token or settings.first_token_timeout, limits.idle or settings.idle_timeout) + 5
     api_key = preset.api_key or (_secret(preset, preset.api_key_secret) if preset.api_key_secret else None)
-    if preset.kind in ("openai_compat", "mock"):
-        return OpenAICompatProvider(preset.name, preset.base_url, api_key, include_usage=preset.include_usage,
-                                    connect_timeout=connect, read_timeout=read)
-    if preset.kind == "anthropic":
-        return anthropic_messages.AnthropicProvider(
-            preset.name, api_key, preset.base_url or anthropic_messages.DEFAULT_BASE_URL,
-            max_tokens=preset.max_tokens or anthropic_messages.DEFAULT_MAX_TOKENS,
-            connect_timeout=connect, read_timeout=read)
-    if preset.kind == "baidu_ernie":
-        secret_key = preset.secret_key or (
-            _secret(preset, preset.secret_key_secret) if preset.secret_key_secret else None)
-        if not api_key or not secret_key:
-            raise errors.UpstreamAuthError(f"{preset.name}: Baidu ERNIE needs an API key and a secret key")
-        return baidu_ernie.BaiduErnieProvider(preset.name, api_key, secret_key,
-                                              preset.base_url or baidu_ernie.DEFAULT_BASE_URL,
-                                              connect_timeout=connect, read_timeout=read)
-    if preset.kind == "bedrock":
-        from chatrelay.providers.bedrock_converse import BedrockConverseProvider
-
-        return BedrockConverseProvider(preset.name, region=preset.region or settings.aws_region,
-                                       endpoint_url=preset.base_url or None, connect_timeout=connect,
-                                       read_timeout=read)
-    raise ValueError(f"unknown provider kind {preset.kind!r}")
+    return kind.build(Wiring(preset, api_key, connect, read, settings))
 
 
 class _Deferred:
