@@ -55,3 +55,12 @@ def test_text_deltas_end_each_data_line_with_its_own_break():
     assert to_wire(DeltaEvent("a\r\nb\rc", 6), "text") == b"id: 6\ndata: a\r\ndata: b\rdata: c\n\n"
     assert to_wire(DeltaEvent("\n", 1), "text") == b"id: 1\ndata: \ndata: \n\n"
     assert to_wire(DeltaEvent("x\r", 2), "text") == b"id: 2\ndata: x\rdata: \n\n"
+
+
+def test_the_legacy_newline_marker_puts_every_delta_on_one_data_line():
+    from chatrelay.events import DeltaEvent
+    from chatrelay.streaming.response import to_wire
+
+    assert to_wire(DeltaEvent("\n", 7), "text", "marker") == b"id: 7\ndata: (@n@)\n\n"
+    assert to_wire(DeltaEvent("a\r\nb", 4), "text", "marker") == b"id: 4\ndata: a(@r@)(@n@)b\n\n"
+    assert to_wire(DeltaEvent("[DONE]", 6), "text", "marker") == b"id: 3\ndata: [DO\n\nid: 6\ndata: NE]\n\n"

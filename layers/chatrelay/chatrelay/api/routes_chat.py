@@ -15,7 +15,7 @@ from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ChatStreamRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 from chatrelay.api.services import Services
-from chatrelay.streaming.response import StreamFormat, sse_response
+from chatrelay.streaming.response import NewlineStyle, StreamFormat, sse_response
 from chatrelay.turns import TurnStream
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -34,13 +34,19 @@ _CHAT_ERRORS = {
 FormatQuery = Annotated[
     Literal["json", "text"], Query(description="`text`: raw text deltas for `answer += e.data`.")
 ]
+NewlinesQuery = Annotated[
+    Literal["lines", "marker"] | None,
+    Query(description="format=text: `marker` sends line breaks as `(@n@)` / `(@r@)` (legacy H5 clients on "
+                      "fetch-event-source). Default: `marker` when the body has the legacy `userCode`, else `lines`."),
+]
 # An answer offset: ASCII digits only (str.isdigit() accepts "²"), and short enough for int().
 _OFFSET = re.compile(r"[0-9]{1,12}")
 
 
-def _response(stream: TurnStream, fmt: StreamFormat, services: Services):
+def _response(stream: TurnStream, fmt: StreamFormat, services: Services, newlines: NewlineStyle = "lines"):
     headers = {"X-Conversation-Id": stream.conversation_id, "X-Message-Id": stream.message_id}
-    return sse_response(stream.events, fmt=fmt, ping_interval=services.settings.ping_interval, headers=headers)
+    return sse_response(stream.events, fmt=fmt, newlines=newlines, ping_interval=services.settings.ping_interval,
+                        headers=headers)
 
 
 @router.post(
@@ -48,11 +54,14 @@ def _response(stream: TurnStream, fmt: StreamFormat, services: Services):
     responses={200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}, **_CHAT_ERRORS},
 )
 async def chat_stream(
-    request: Request, body: ChatStreamRequest, user_id: UserId, services: ServicesDep, format: FormatQuery = "json"
+    request: Request, body: ChatStreamRequest, user_id: UserId, services: ServicesDep, format: FormatQuery = "json",
+    newlines: NewlinesQuery = None,
 ):
     deadline = request_deadline(request, services.settings.lambda_deadline_margin)
     stream = await services.turns.start(user_id, body.to_turn_request(), deadline=deadline)
-    return _response(stream, format, services)
+    # The legacy client (the one that sends userCode) replaces "(@n@)" with newlines.
+    style = newlines or ("marker" if body.user_code is not None else "lines")
+    return _response(stream, format, services, style)
 
 
 @router.get(
@@ -67,6 +76,7 @@ async def resume_stream(
     after: Annotated[int | None, Query(ge=0, description="Answer offset already received.")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     format: FormatQuery = "json",
+    newlines: NewlinesQuery = None,
 ):
     """Resume a turn after a dropped connection: the answer from ``Last-Event-ID`` (or
     ``after``) on, then, while the turn is still being generated (by any instance),
@@ -77,4 +87,4 @@ async def resume_stream(
             raise errors.InvalidRequest("Last-Event-ID must be an answer offset", field="Last-Event-ID")
         offset = int(last_event_id)
     stream = await services.turns.resume(user_id, message_id, after=offset or 0)
-    return _response(stream, format, services)
+    return _response(stream, format, services, newlines or "lines")

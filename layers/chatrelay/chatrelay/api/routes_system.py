@@ -19,7 +19,20 @@ async def healthz():
 
 @router.get("/v1/models", responses={401: {"model": ErrorBody}})
 async def list_models(user_id: UserId, services: ServicesDep):
-    return {"default": services.settings.default_model, "models": services.registry.names}
+    """The presets a request may name (``model`` / ``largeModel``, any case), their aliases, and the
+    same names as OpenAI's model list (``data``), so ``client.models.list()`` works too."""
+    registry = services.registry
+    aliases: dict[str, list[str]] = {}
+    for alias, name in registry.aliases.items():
+        aliases.setdefault(name, []).append(alias)
+    return {
+        "default": services.settings.default_model,
+        "models": registry.names,
+        "aliases": aliases,
+        "object": "list",
+        "data": [{"id": name, "object": "model", "owned_by": "chatrelay", "aliases": aliases.get(name, [])}
+                 for name in registry.names],
+    }
 
 
 @router.post("/v1/auth/dev", responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})

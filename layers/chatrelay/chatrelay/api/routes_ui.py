@@ -70,8 +70,10 @@ def _response(stream: TurnStream, services) -> Response:
                                  headers=headers)
 
 
-@router.post("/chat", responses={200: {"content": {"text/event-stream": {}}}, 401: {"model": ErrorBody},
-                                 422: {"model": ErrorBody}, 429: {"model": ErrorBody}})
+_ERRORS = {status: {"model": ErrorBody} for status in (401, 404, 413, 422, 429, 503)}
+
+
+@router.post("/chat", responses={200: {"content": {"text/event-stream": {}}}, **_ERRORS})
 async def ui_chat(request: Request, body: UIChatRequest, user_id: UserId, services: ServicesDep):
     deadline = request_deadline(request, services.settings.lambda_deadline_margin)
     stream = await services.turns.start(user_id, body.to_turn_request(), deadline=deadline)

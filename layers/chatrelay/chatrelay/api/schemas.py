@@ -38,6 +38,11 @@ class ChatStreamRequest(BaseModel):
     request_id: str | None = Field(
         None, alias="requestId", pattern=r"^[\x21-\x7e]{1,128}$", description="Idempotency key."
     )
+    user_code: str | None = Field(
+        None, alias="userCode", max_length=256,
+        description="Sent by the legacy H5 client; never an identity (that is the token's). Its presence picks "
+                    "the legacy newline marker in format=text.",
+    )
     terminal: Label | None = None
     window: Label | None = None
 

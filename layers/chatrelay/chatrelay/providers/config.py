@@ -30,7 +30,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 Kind = Literal["openai_compat", "anthropic", "bedrock", "baidu_ernie", "mock"]
-NAME_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z_.:-]{0,63}$"
+NAME_PATTERN = r"\A[0-9A-Za-z][0-9A-Za-z_.:-]{0,63}\Z"
 
 
 class ProvidersFileError(ValueError):
@@ -67,6 +67,9 @@ class ProviderConfig(BaseModel):
     """Default cap on output tokens (Anthropic requires one; default 4096)."""
     timeouts: TimeoutsConfig = Field(default_factory=TimeoutsConfig)
     fallback: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list, max_length=16)
+    """Other names clients may send for this provider (``model`` / ``largeModel``), e.g. the
+    ``BAIDU`` hard-coded in a shipped client; matched case-insensitively, as names are."""
 
 
 class ProvidersFile(BaseModel):
@@ -90,8 +93,9 @@ def load_providers_file(path: str | os.PathLike[str]) -> ProvidersFile:
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise ProvidersFileError(f"providers file {file}: {where}: {first.get('msg')}") from exc
     for name, entry in parsed.providers.items():
-        if not re.match(NAME_PATTERN, name):
-            raise ProvidersFileError(f"providers file {file}: {name!r} is not a valid provider name")
+        for spelled in (name, *entry.aliases):
+            if not re.fullmatch(NAME_PATTERN, spelled):
+                raise ProvidersFileError(f"providers file {file}: {spelled!r} is not a valid provider name")
         if name in entry.fallback:
             raise ProvidersFileError(f"providers file {file}: {name} lists itself as a fallback")
     return parsed

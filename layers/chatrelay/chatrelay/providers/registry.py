@@ -57,6 +57,8 @@ class Preset:
     max_tokens: int | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     fallback: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    """Other names clients send for this preset (providers file ``aliases``)."""
 
 
 MOCK_MODEL = "mock-gpt"
@@ -219,6 +221,7 @@ def presets_from_file(
             max_tokens=entry.max_tokens,
             timeouts=Timeouts(timeouts.connect, timeouts.first_token, timeouts.idle, timeouts.total),
             fallback=tuple(entry.fallback),
+            aliases=tuple(entry.aliases),
         )
     return presets
 
@@ -273,6 +276,7 @@ class ProviderRegistry:
                 presets.update(presets_from_file(settings, load_providers_file(settings.providers_file), environ))
         self._presets = dict(presets)
         self._check_fallbacks()
+        self._spellings = self._index_spellings()
         self._members: dict[str, Provider] = {}
         """One vendor adapter (possibly with its timeouts) per name; the registry owns these."""
         self._providers: dict[str, Provider] = {}
@@ -284,12 +288,31 @@ class ProviderRegistry:
                 if name not in self._presets:
                     raise ProvidersFileError(f"provider {preset.name}: fallback {name!r} is not a configured provider")
 
+    def _index_spellings(self) -> dict[str, str]:
+        """Every name and alias, case-folded, to its preset's name: clients send ``BAIDU`` for ``baidu``."""
+        spellings: dict[str, str] = {}
+        for preset in self._presets.values():
+            for spelled in (preset.name, *preset.aliases):
+                key = spelled.casefold()
+                if spellings.get(key, preset.name) != preset.name:
+                    raise ProvidersFileError(f"{spelled!r} names both {spellings[key]} and {preset.name}")
+                spellings[key] = preset.name
+        return spellings
+
     @property
     def names(self) -> list[str]:
         return sorted(self._presets)
 
+    @property
+    def aliases(self) -> dict[str, str]:
+        """Alias -> preset name, as configured."""
+        return {alias: p.name for p in self._presets.values() for alias in p.aliases}
+
     def preset(self, name: str) -> Preset:
         preset = self._presets.get(name)
+        if preset is None:
+            canonical = self._spellings.get(name.casefold())
+            preset = self._presets.get(canonical) if canonical else None
         if preset is None:
             raise errors.UnknownModel(f"unknown model {name!r}", field="model")
         return preset
@@ -322,6 +345,7 @@ class ProviderRegistry:
     def register(self, preset: Preset, provider: Provider) -> None:
         """Put a ready provider behind a name (tests, and vendors with native adapters)."""
         self._presets[preset.name] = preset
+        self._spellings = self._index_spellings()
         self._members[preset.name] = provider
         self._providers[preset.name] = provider
 

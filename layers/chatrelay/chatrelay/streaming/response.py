@@ -22,6 +22,11 @@ id, event, data), in two formats:
   parser joins the lines with LF, a byte-level parser (the mini-program kit) that
   keeps each line's terminator rebuilds the text exactly. A delta that is exactly
   ``[DONE]`` is sent as two events (``[DO``, ``NE]``), so no answer ends a stream early.
+- ``text`` with the legacy newline marker (``newlines="marker"``): the same, but every LF
+  is sent as ``(@n@)`` and every CR as ``(@r@)``, one data line per event. This is the
+  convention the legacy H5 client replaces back (``replaceAll("(@n@)", "\n")``), and the
+  only way line breaks survive @microsoft/fetch-event-source, whose parser drops an
+  event's leading empty data lines (so a delta ``"\n"`` would vanish).
 
 Deliberate deviations from sse-starlette's defaults: ``Cache-Control`` is
 ``no-cache, no-transform`` (proxies must neither cache nor re-encode), and the
@@ -76,9 +81,15 @@ def _comment(name: str, payload: object) -> bytes:
     return f": {name} {_json(payload)}\n\n".encode()
 
 
-def _text_data(text: str, offset: int) -> bytes:
+NewlineStyle = Literal["lines", "marker"]
+LF_MARKER, CR_MARKER = "(@n@)", "(@r@)"
+
+
+def _text_data(text: str, offset: int, newlines: NewlineStyle = "lines") -> bytes:
     if text == "[DONE]":
-        return _text_data("[DO", offset - 3) + _text_data("NE]", offset)
+        return _text_data("[DO", offset - 3, newlines) + _text_data("NE]", offset, newlines)
+    if newlines == "marker":
+        text = text.replace("\r", CR_MARKER).replace("\n", LF_MARKER)
     if "\r" not in text and "\n" not in text:
         return f"id: {offset}\ndata: {text}\n\n".encode()
     lines = [f"id: {offset}\n"]
@@ -90,10 +101,10 @@ def _text_data(text: str, offset: int) -> bytes:
     return "".join(lines).encode()
 
 
-def to_wire(event: RelayEvent, fmt: StreamFormat) -> bytes:
+def to_wire(event: RelayEvent, fmt: StreamFormat, newlines: NewlineStyle = "lines") -> bytes:
     if isinstance(event, DeltaEvent):
         if fmt == "text":
-            return _text_data(event.text, event.offset)
+            return _text_data(event.text, event.offset, newlines)
         return f"id: {event.offset}\ndata: {_json({'delta': event.text})}\n\n".encode()
     encode = _comment if fmt == "text" else _named
     if isinstance(event, MetaEvent):
@@ -107,11 +118,13 @@ def to_wire(event: RelayEvent, fmt: StreamFormat) -> bytes:
     raise TypeError(f"not a relay event: {event!r}")
 
 
-async def _wire_events(events: AsyncIterator[RelayEvent], fmt: StreamFormat) -> AsyncIterator[bytes]:
+async def _wire_events(
+    events: AsyncIterator[RelayEvent], fmt: StreamFormat, newlines: NewlineStyle
+) -> AsyncIterator[bytes]:
     # An immediate comment: the client (and every proxy on the way) sees bytes at once.
     yield STREAM_OPEN
     async for event in events:
-        yield to_wire(event, fmt)
+        yield to_wire(event, fmt, newlines)
     yield END
 
 
@@ -134,7 +147,8 @@ def sse_response(
     events: AsyncIterator[RelayEvent],
     *,
     fmt: StreamFormat = "json",
+    newlines: NewlineStyle = "lines",
     ping_interval: float = 15.0,
     headers: Mapping[str, str] | None = None,
 ) -> EventSourceResponse:
-    return event_stream_response(_wire_events(events, fmt), ping_interval=ping_interval, headers=headers)
+    return event_stream_response(_wire_events(events, fmt, newlines), ping_interval=ping_interval, headers=headers)
