@@ -262,3 +262,29 @@ def test_missing_records_and_bad_cursors_answer_the_same_bodies_on_every_route(a
                          (f"/v1/conversations/{cid}/messages", conversations_cursor)):
         response = api.get(path, params={"cursor": cursor})
         assert (response.status_code, response.json()) == (422, bad_cursor), (path, cursor)
+
+
+
+def _own_partition(api) -> str:
+    """The caller's conversations partition, read off a real cursor (clients never see their user id)."""
+    for i in range(2):
+        stream_chat(str(api.base_url).rstrip("/"), api.headers["Authorization"].split()[1],
+                    {"prompt": f"cursor {i} [mock tokens=1]"})
+    cursor = api.get("/v1/conversations", params={"limit": 1}).json()["nextCursor"]
+    return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["gsi1pk"]["S"]
+
+
+@pytest.mark.parametrize("forged", [
+    "[" * 5000 + "]" * 5000,  # a parser would recurse
+    {"gsi1pk": {"S": "{own}"}, "pk": {"N": "1"}, "sk": {"S": "x"}, "gsi1sk": {"S": "x"}},  # wrong type
+    {"gsi1pk": {"S": "{own}"}, "pk": {"S": "x"}, "sk": {"S": "x"}, "gsi1sk": {"S": "x"}, "extra": {"S": "x"}},
+    {"gsi1pk": {"S": "{own}"}, "pk": {"ZZ": "x"}, "sk": {"S": "x"}, "gsi1sk": {"S": "x"}},  # unknown type
+    {"gsi1pk": {"S": "{own}"}},  # keys missing
+])
+def test_forged_cursors_are_422_never_5xx(api, forged):
+    """Issue 17: a cursor that decoded to deep JSON was a 500, a well-formed invalid key a 503."""
+    text = forged if isinstance(forged, str) else json.dumps(forged).replace("{own}", _own_partition(api))
+    cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    response = api.get("/v1/conversations", params={"cursor": cursor})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "cursor"

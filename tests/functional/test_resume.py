@@ -45,7 +45,8 @@ def _drop_after(server, token, body, k: int) -> tuple[dict, list[str], str]:
     return meta, deltas, last_id
 
 
-def _resume(server, token, message_id, *, last_event_id=None, after=None, fmt="json") -> StreamResult:
+def _resume(server, token, message_id, *, last_event_id: str | bytes | None = None, after=None,
+            fmt="json") -> StreamResult:
     headers = {"Authorization": f"Bearer {token}"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
@@ -188,3 +189,12 @@ def test_a_final_write_that_fails_is_reported_never_silently_lost(make_settings,
         server.stop()
     finally:
         ddb.stop()
+
+
+@pytest.mark.parametrize("last_event_id", ["²".encode(), "١٢".encode(), b"9" * 5000, b"-1", b"1e3", b"5x"])
+def test_a_last_event_id_that_is_not_an_ascii_offset_is_422(resumable, user, last_event_id):
+    """Issue 17: Unicode digits (str.isdigit) or thousands of digits were a 500."""
+    token = login(resumable.url, user)
+    full = stream_chat(resumable.url, token, {"prompt": "[mock tokens=2 interval=0]"})
+    response = _resume(resumable, token, full.meta["messageId"], last_event_id=last_event_id)
+    assert response.status == 422

@@ -174,14 +174,35 @@ def _encode_cursor(last_key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(last_key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+_CURSOR_KEYS = {"pk": {"pk", "sk"}, "gsi1pk": {"pk", "sk", "gsi1pk", "gsi1sk"}}
+"""The attributes of a start key, by the partition key of the listing (the table's, or gsi1's)."""
+MAX_CURSOR_CHARS = 2048
+
+
 def _decode_cursor(cursor: str | None, partition_key: str, partition: str) -> dict[str, Any] | None:
-    """The start key a cursor stands for; InvalidCursor unless a page of this very partition gave it."""
+    """The start key a cursor stands for; InvalidCursor unless a page of this very partition gave it.
+
+    Checked strictly before DynamoDB sees it: at most ``MAX_CURSOR_CHARS``, an object of exactly
+    the listing's key attributes, each a short string (``{"S": ...}``), so a forged cursor is a
+    422, never a ValidationException (503) nor a parser's recursion (500).
+    """
     if not cursor:
         return None
     try:
-        start = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        ok = isinstance(start, dict) and start.get(partition_key, {}).get("S") == partition
-    except (ValueError, binascii.Error, AttributeError):
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        if raw.count(b"{") + raw.count(b"[") > 2 * len(_CURSOR_KEYS[partition_key]) + 1:
+            raise ValueError("nested")  # before json.loads can recurse into it
+        start = json.loads(raw)
+        ok = (
+            isinstance(start, dict)
+            and set(start) == _CURSOR_KEYS[partition_key]
+            and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and 0 < len(v["S"]) <= 512
+                    for v in start.values())
+            and start[partition_key]["S"] == partition
+        )
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         ok = False
     if not ok:
         raise errors.InvalidCursor()
