@@ -6,6 +6,7 @@ instances; the concurrency test fires 50 requests of one user at once.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -212,3 +213,22 @@ def test_quotas_are_per_user(quota_store, user):
         assert await quota_store.acquire_stream(user + "x", "N", cap=1, now=now, expires_at=99) is LeaseResult.ACQUIRED
 
     anyio.run(run)
+
+
+def test_refused_requests_do_not_count_against_the_rate_limit(start_app, user):
+    """Issue 17: a chat request answered 404 (not your conversation) or 422 (conversation full)
+    used to take a place in the minute's count."""
+    server = start_app(rate_limit_per_minute=2, max_conversation_turns=1)
+    token = login(server.url, user)
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)
+    for _ in range(3):
+        missing = stream_chat(server.url, token, {"prompt": "x [mock tokens=1]", "conversationId": "nope"})
+        assert missing.status == 404
+    first = stream_chat(server.url, token, {"prompt": "one [mock tokens=1]"})
+    assert first.status == 200
+    full = stream_chat(server.url, token, {"prompt": "two [mock tokens=1]",
+                                           "conversationId": first.headers["x-conversation-id"]})
+    assert full.status == 422 and json.loads(full.raw)["code"] == "conversation_too_long"
+    assert stream_chat(server.url, token, {"prompt": "three [mock tokens=1]"}).status == 200
+    _assert_429(stream_chat(server.url, token, {"prompt": "four [mock tokens=1]"}), "rate_limited")

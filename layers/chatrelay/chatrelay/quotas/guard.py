@@ -46,11 +46,22 @@ def estimate_tokens(chars: int) -> int:
 class Admission:
     """A turn let in by the guard; settles its quotas when the turn ends."""
 
-    def __init__(self, guard: QuotaGuard, user_id: str, message_id: str, *, leased: bool) -> None:
+    def __init__(self, guard: QuotaGuard, user_id: str, message_id: str, *, leased: bool,
+                 counted_window: str | None = None) -> None:
         self._guard = guard
         self.user_id = user_id
         self.message_id = message_id
         self.leased = leased
+        self.counted_window = counted_window
+        """The minute this request was counted in, while it may still be refused (then refunded)."""
+
+    async def refuse(self) -> None:
+        """The turn was refused after admission (404, conversation full): give everything back,
+        the request's place in this minute's count included. Idempotent."""
+        window, self.counted_window = self.counted_window, None
+        if window is not None:
+            await self._guard.store.uncount_request(self.user_id, window)
+        await self.release()
 
     async def release(self) -> None:
         """Give the stream lease back (idempotent)."""
@@ -99,29 +110,33 @@ class QuotaGuard:
     async def admit(self, user_id: str, message_id: str) -> Admission:
         now = self._clock()
         moment = datetime.fromtimestamp(now, UTC)
+        window = moment.strftime("%Y%m%d%H%M") if self.per_minute else None
         checks = []
         if self.tokens_per_day:
             checks.append(self._check_tokens(user_id, moment))
         if self.per_minute:
             checks.append(self._count_request(user_id, moment))
+        admission = Admission(self, user_id, message_id, leased=False, counted_window=window)
         if checks:
             # Both at once (one round trip of latency); the daily refusal is reported first.
             results = await asyncio.gather(*checks, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-        leased = False
+            refusals = [result for result in results if isinstance(result, BaseException)]
+            if refusals:
+                if self.per_minute and not isinstance(results[-1], BaseException):
+                    await admission.refuse()  # counted, then refused by the daily quota: not a request
+                raise refusals[0]
         if self.max_streams:
             result = await self.store.acquire_stream(
                 user_id, message_id, cap=self.max_streams, now=int(now), expires_at=int(now + self.lease_seconds)
             )
             if result is LeaseResult.FULL:
                 logger.info("quota refused", extra={"user": hash_user_id(user_id), "quota": "streams"})
+                await admission.refuse()
                 raise errors.TooManyStreams(
                     f"at most {self.max_streams} answers can be generated at once", retry_after=STREAMS_RETRY_AFTER
                 )
-            leased = result is LeaseResult.ACQUIRED
-        return Admission(self, user_id, message_id, leased=leased)
+            admission.leased = result is LeaseResult.ACQUIRED
+        return admission
 
     async def _check_tokens(self, user_id: str, moment: datetime) -> None:
         used = await self.store.tokens_used(user_id, moment.strftime("%Y-%m-%d"))

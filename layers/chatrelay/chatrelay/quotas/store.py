@@ -51,6 +51,13 @@ class QuotaStore:
             values={":one": 1, ":limit": limit, ":exp": expires_at},
         )
 
+    async def uncount_request(self, user_id: str, window: str) -> None:
+        """Take back one request counted in ``window`` (it was refused after all)."""
+        await self._table.conditional_update(
+            requests_per_minute_key(user_id, window), "ADD n :minus", condition="n > :zero",
+            values={":minus": -1, ":zero": 0},
+        )
+
     # ---- tokens per day ----------------------------------------------------
 
     async def tokens_used(self, user_id: str, day: str) -> int:

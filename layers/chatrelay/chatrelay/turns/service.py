@@ -119,11 +119,15 @@ class TurnService:
                                   conversation_id=None)
         admission = await self._admit(user_id, request.conversation_id, message_id)
         try:
-            return await self._open(user_id, request, preset, provider, message_id, admission, slot, deadline)
-        except BaseException:
+            stream = await self._open(user_id, request, preset, provider, message_id, admission, slot, deadline)
+        except BaseException as exc:
             if admission is not None:
-                await admission.release()
+                # Refused (the conversation is not the caller's, or full): not a request that counts.
+                await (admission.refuse() if isinstance(exc, errors.RequestError) else admission.release())
             raise
+        if admission is not None:
+            admission.counted_window = None  # the turn started: the request stays counted
+        return stream
 
     async def _again(self, user_id: str, request: TurnRequest) -> TurnRequest:
         last = None
@@ -196,7 +200,7 @@ class TurnService:
         room, admitted = await asyncio.gather(conversation_room(), quotas(), return_exceptions=True)
         if isinstance(room, BaseException):
             if isinstance(admitted, Admission):
-                await admitted.release()
+                await admitted.refuse()  # a refused request does not count against the rate limit
             raise room
         if isinstance(admitted, BaseException):
             raise admitted
