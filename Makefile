@@ -58,7 +58,8 @@ $(LAMBDA_RUNTIME_DIR)/.installed:
 	touch $@
 
 soak: install
-	LOAD_CLIENTS=$${LOAD_CLIENTS:-1000} $(PY) -m pytest tests/functional/test_load_and_faults.py -s -q
+	LOAD_CLIENTS=$${LOAD_CLIENTS:-1000} LOAD_MAX_PROCESS_STREAMS=$${LOAD_MAX_PROCESS_STREAMS:-300} \
+		$(PY) -m pytest tests/functional/test_load_and_faults.py -s -q
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'

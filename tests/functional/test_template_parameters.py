@@ -291,3 +291,11 @@ def test_the_translated_template_resolves_to_the_same_roles_and_environment():
         assert statements == source.statements(function), function
         variables = deployed.eval(translated["Resources"][function]["Properties"]["Environment"]["Variables"])
         assert {k: str(v) for k, v in variables.items()} == source.environment(function), function
+
+
+def test_the_template_ships_per_user_limits_on_by_default():
+    """Issue 17: with every parameter at its default, a deployment limits each user."""
+    deployment = Deployment(TEMPLATE)
+    limits = [int(deployment.params[name]) for name in ("RateLimitPerMinute", "TokenQuotaPerDay",
+                                                         "MaxConcurrentStreams")]
+    assert all(limit > 0 for limit in limits), limits
