@@ -87,6 +87,24 @@ def app_server(start_app) -> ServerThread:
     return start_app()
 
 
+@pytest.fixture(scope="module")
+def wechat():
+    """The fake of WeChat's server API (jscode2session, access token, msg_sec_check), per module."""
+    from tests.support.wechat import start_wechat_fake
+
+    fake = start_wechat_fake()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def wechat_server(start_app, wechat):
+    """An app with WeChat login pointed at the fake."""
+    from tests.support.wechat import wechat_settings
+
+    return start_app(**wechat_settings(wechat))
+
+
 @pytest.fixture
 def user() -> str:
     return f"user-{uuid.uuid4().hex[:12]}"

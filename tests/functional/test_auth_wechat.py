@@ -26,15 +26,8 @@ from tests.support.wechat import (
 
 
 @pytest.fixture(scope="module")
-def wechat():
-    fake = start_wechat_fake()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(start_app, wechat):
-    return start_app(**wechat_settings(wechat))
+def server(wechat_server):
+    return wechat_server
 
 
 def _refresh(server, refresh_token) -> httpx.Response:

@@ -18,14 +18,7 @@ from chatrelay_dev.mockllm import answer_text
 from tests.conftest import login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import stream_chat
-from tests.support.wechat import CONFIG, new_who, start_wechat_fake, wechat_settings, wechat_token
-
-
-@pytest.fixture(scope="module")
-def wechat():
-    fake = start_wechat_fake()
-    yield fake
-    fake.stop()
+from tests.support.wechat import CONFIG, new_who, wechat_settings, wechat_token
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,7 @@ from chatrelay_dev.local.dynamodb_local import local_client
 
 from tests.conftest import TABLE, login
 from tests.support.sse_client import stream_chat
-from tests.support.wechat import start_wechat_fake, wechat_settings, wechat_token
-
-
-@pytest.fixture(scope="module")
-def wechat():
-    fake = start_wechat_fake()
-    yield fake
-    fake.stop()
+from tests.support.wechat import wechat_settings, wechat_token
 
 
 @pytest.fixture(scope="module")

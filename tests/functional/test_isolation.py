@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import TOKEN_SECRET, login
 from tests.support.sse_client import stream_chat
-from tests.support.wechat import start_wechat_fake, wechat_settings, wechat_token
+from tests.support.wechat import wechat_token
 
 # How each operation is isolated:
 #   owned     - addresses the owner's conversation or message: the intruder gets 404
@@ -45,15 +45,8 @@ ROUTES = {
 
 
 @pytest.fixture(scope="module")
-def wechat():
-    fake = start_wechat_fake()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def server(start_app, wechat):
-    return start_app(**wechat_settings(wechat))
+def server(wechat_server):
+    return wechat_server
 
 
 def test_the_route_table_covers_every_v1_operation(server):

@@ -26,7 +26,6 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from tests.conftest import login
-from tests.support.wechat import start_wechat_fake, wechat_settings
 
 MAX_EXAMPLES = 25
 STREAMING = {"/v1/chat/stream", "/v1/messages/{message_id}/stream", "/v1/chat/completions", "/v1/ui/chat",
@@ -55,15 +54,8 @@ OPERATIONS = [
 
 
 @pytest.fixture(scope="module")
-def wechat():
-    fake = start_wechat_fake()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def fuzzed_server(start_app, wechat):
-    return start_app(**wechat_settings(wechat))
+def fuzzed_server(wechat_server):
+    return wechat_server
 
 
 @pytest.fixture(scope="module")

@@ -245,19 +245,25 @@ class PayloadTooLarge(RequestError):
     status_code = 413
 
 
-class TooManyRequests(RequestError):
-    """Too many requests; try again later."""
+class RetryLater:
+    """Mixin: the answer says when to try again (``retryAfter`` in the body, ``Retry-After`` header)."""
 
-    code = "rate_limited"
-    status_code = 429
+    retry_after = 1
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 1, **details: object) -> None:
-        super().__init__(message, retryAfter=max(1, int(retry_after)), **details)
-        self.retry_after = max(1, int(retry_after))
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None, **details: object) -> None:
+        self.retry_after = max(1, int(self.retry_after if retry_after is None else retry_after))
+        super().__init__(message, retryAfter=self.retry_after, **details)  # type: ignore[call-arg]
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class TooManyRequests(RetryLater, RequestError):
+    """Too many requests; try again later."""
+
+    code = "rate_limited"
+    status_code = 429
 
 
 class RateLimited(TooManyRequests):
@@ -331,19 +337,12 @@ class TooManyResumes(TooManyRequests):
     code = "too_many_resumes"
 
 
-class Overloaded(ChatRelayError):
+class Overloaded(RetryLater, ChatRelayError):
     """This server is at its capacity of answers at once; try again shortly."""
 
     code = "overloaded"
     status_code = 503
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 2, **details: object) -> None:
-        super().__init__(message, retryAfter=max(1, int(retry_after)), **details)
-        self.retry_after = max(1, int(retry_after))
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+    retry_after = 2
 
 
 # Codes and messages of failures that reach the client only inside a stream (``event: error``).
