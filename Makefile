@@ -72,5 +72,9 @@ bench: install $(VENV)/.bench-installed
 bench-quick: install $(VENV)/.bench-installed
 	$(PY) bench/run.py --quick
 
+# ruff, configured in pyproject.toml ([tool.ruff]); CI runs it.
+lint: install
+	$(PY) -m ruff check layers devtools tests bench functions
+
 clean:
 	rm -rf $(VENV) node_modules .aws-sam .pytest_cache

@@ -24,7 +24,6 @@ from chatrelay.settings import Settings  # noqa: E402
 from chatrelay_dev.local import dynamodb_local  # noqa: E402
 from chatrelay_dev.local.table import ensure_table  # noqa: E402
 from chatrelay_dev.mockllm import MockConfig, create_mock_app  # noqa: E402
-
 from tests.support.servers import ServerThread  # noqa: E402
 
 TOKEN_SECRET = "test-secret-" + "x" * 40

@@ -10,10 +10,10 @@ import time
 import httpx
 import jwt
 import pytest
+
 from chatrelay.observability import logger
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, openid_for
-
 from tests.support.servers import get_json
 from tests.support.wechat import (
     CONFIG,

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatrelay.auth.tokens import TokenService
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.mockllm import answer_text
-
 from tests.conftest import TABLE, TOKEN_SECRET, login
 from tests.support.sse_client import iter_events, stream_chat
 

@@ -7,8 +7,8 @@ import uuid
 
 import httpx
 import pytest
-from chatrelay_dev.mockllm import answer_text, answer_tokens
 
+from chatrelay_dev.mockllm import answer_text, answer_tokens
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import iter_events, stream_chat
 
@@ -134,7 +134,8 @@ def test_client_disconnect_stores_the_partial_answer_as_stopped_and_cancels_upst
                     if len(seen) == 3:
                         break  # the user leaves the page; the gate is never released
     assert meta is not None
-    turn = wait_until(lambda: next((t for t in _messages(api, meta["conversationId"]) if t["status"] != "streaming"), None))
+    turn = wait_until(
+        lambda: next((t for t in _messages(api, meta["conversationId"]) if t["status"] != "streaming"), None))
     assert turn["status"] == "stopped"
     assert turn["answer"] == "".join(seen) == answer_text(3)
     assert turn["finishReason"] == "client_disconnected"

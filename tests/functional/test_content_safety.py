@@ -9,12 +9,12 @@ import uuid
 import anyio
 import httpx
 import pytest
+
 from chatrelay.auth.wechat import WeChatApi
 from chatrelay.safety import AnswerSafetyMonitor, KeywordChecker, WeChatContentChecker
 from chatrelay.text import fold
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.mockllm import answer_text
-
 from tests.conftest import login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import stream_chat

@@ -9,9 +9,9 @@ import uuid
 
 import httpx
 import pytest
+
 from chatrelay.observability import hash_user_id, logger
 from chatrelay_dev.local.dynamodb_local import local_client
-
 from tests.conftest import TABLE, login
 from tests.support.sse_client import stream_chat
 from tests.support.wechat import wechat_settings, wechat_token

@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import httpx
+
 from chatrelay.settings import Settings
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.local.processes import stop_process
-
 from tests.conftest import TABLE, TOKEN_SECRET
 
 WARNING = "DEV LOGIN IS ON"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatrelay_dev.local.dynamodb_local import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +117,8 @@ def _assert_all_gone(run: Run, started: dict[int, str]) -> None:
         run.process.kill()
         raise AssertionError(f"the stack did not exit: {run.output()}") from None
     deadline = time.monotonic() + 5  # a process killed by its parent's death may take a moment
-    while (left := {pid: _command(pid) for pid, t in started.items() if _alive(pid, t)}) and time.monotonic() < deadline:
+    while ((left := {pid: _command(pid) for pid, t in started.items() if _alive(pid, t)})
+           and time.monotonic() < deadline):
         time.sleep(0.1)
     for pid in left:  # never leave them to the rest of the suite
         os.kill(pid, signal.SIGKILL)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chatrelay_dev.mockllm import answer_text
 
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import login
 from tests.support.providers import get_turn, write_providers_file
 from tests.support.servers import wait_until

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chatrelay_dev.mockllm import answer_text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import login
 from tests.support.servers import ServerThread, wait_until
 

@@ -10,8 +10,8 @@ import uuid
 import httpx
 import jwt
 import pytest
-from chatrelay_dev.mockllm import answer_text
 
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import TOKEN_SECRET, login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import iter_events, stream_chat

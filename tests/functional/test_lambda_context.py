@@ -13,8 +13,8 @@ import time
 
 import httpx
 import pytest
-from chatrelay_dev.mockllm import answer_text
 
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import login
 from tests.support.sse_client import stream_chat
 

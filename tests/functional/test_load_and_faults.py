@@ -30,9 +30,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from chatrelay_dev.local.dynamodb_local import free_port
 from chatrelay_dev.local.processes import stop_process
-
 from tests.conftest import TABLE, TOKEN_SECRET
 
 CLIENTS = int(os.environ.get("LOAD_CLIENTS", "200"))
@@ -127,7 +127,8 @@ def stack(dynamodb, request):
             "CHATRELAY_DEV_AUTH": "1", "MOCK_LLM_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
             "CHATRELAY_FINISH_ON_DISCONNECT": "1", "CHATRELAY_IDLE_TIMEOUT": "3.0",
             "CHATRELAY_CHECKPOINT_INTERVAL": "1.0", "CHATRELAY_STOP_POLL_INTERVAL": "1.0",
-            "CHATRELAY_RESUME_POLL_INTERVAL": "0.2", "CHATRELAY_LAMBDA_DEADLINE_MARGIN": "0.2", "CHATRELAY_TRUST_LAMBDA_CONTEXT": "1", "CHATRELAY_STORAGE_THREADS": "48",
+            "CHATRELAY_RESUME_POLL_INTERVAL": "0.2", "CHATRELAY_LAMBDA_DEADLINE_MARGIN": "0.2",
+            "CHATRELAY_TRUST_LAMBDA_CONTEXT": "1", "CHATRELAY_STORAGE_THREADS": "48",
             "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR",
             "CHATRELAY_MAX_PROCESS_STREAMS": process_cap, **limits,
         },
@@ -269,7 +270,7 @@ async def _run_client(http: httpx.AsyncClient, client: Client, rng: random.Rando
 
 async def _load(base_url: str) -> tuple[list[Client], float]:
     rng = random.Random(SEED)
-    names, weights = zip(*PARTS)
+    names, weights = zip(*PARTS, strict=True)
     clients = [
         Client(i, part, f"load-{SEED}-{i % 50}-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex, "")
         for i, part in enumerate(rng.choices(names, weights, k=CLIENTS))
@@ -280,7 +281,7 @@ async def _load(base_url: str) -> tuple[list[Client], float]:
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(60.0), limits=limits) as http:
         seeds = [rng.random() for _ in clients]
-        await asyncio.gather(*(_run_client(http, c, random.Random(s)) for c, s in zip(clients, seeds)))
+        await asyncio.gather(*(_run_client(http, c, random.Random(s)) for c, s in zip(clients, seeds, strict=True)))
     return clients, time.monotonic() - started
 
 

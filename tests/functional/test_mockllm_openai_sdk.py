@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import openai
 import pytest
+
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.common import literal_tokens
-
 from tests.support.tricky import TRICKY_ANSWER, answer_directive
 
 

@@ -7,8 +7,8 @@ import json
 import logging
 
 import httpx
-from chatrelay.observability import hash_user_id, logger
 
+from chatrelay.observability import hash_user_id, logger
 from tests.conftest import login
 from tests.support.servers import wait_until
 from tests.support.sse_client import stream_chat

@@ -9,8 +9,8 @@ import uuid
 import httpx
 import openai
 import pytest
-from chatrelay_dev.mockllm import answer_text
 
+from chatrelay_dev.mockllm import answer_text
 from tests.conftest import login
 from tests.support.servers import get_json
 
@@ -96,7 +96,8 @@ def test_a_failure_mid_stream_is_an_error_chunk_and_the_partial_answer_is_stored
     client = _client(app_server, token)
     seen: list[str] = []
     with client.chat.completions.with_streaming_response.create(
-        model="mock", stream=True, messages=[{"role": "user", "content": "cut [mock tokens=10 fault=cut fault_after=4]"}],
+        model="mock", stream=True,
+        messages=[{"role": "user", "content": "cut [mock tokens=10 fault=cut fault_after=4]"}],
     ) as response:
         message_id = response.headers["x-message-id"]
         with pytest.raises(openai.APIError) as raised:

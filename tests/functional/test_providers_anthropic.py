@@ -7,10 +7,10 @@ import uuid
 import anthropic
 import httpx
 import pytest
+
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.anthropic_fake import create_anthropic_fake
 from chatrelay_dev.mockllm.common import REASONING_TOKENS, MockConfig, literal_tokens
-
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, wait_until

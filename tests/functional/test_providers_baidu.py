@@ -7,10 +7,10 @@ import uuid
 
 import httpx
 import pytest
+
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.baidu_fake import BaiduFakeConfig, create_baidu_fake
 from chatrelay_dev.mockllm.common import literal_tokens
-
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, get_json

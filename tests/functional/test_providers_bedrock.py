@@ -10,10 +10,10 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, EventStreamError
+
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.bedrock_fake import create_bedrock_fake
 from chatrelay_dev.mockllm.common import REASONING_TOKENS, MockConfig, literal_tokens
-
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, wait_until

@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 import pytest
+
 from chatrelay_dev.mockllm import MockConfig, answer_text, create_mock_app
 from chatrelay_dev.mockllm.anthropic_fake import create_anthropic_fake
-
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.servers import ServerThread, wait_until

@@ -8,9 +8,9 @@ import uuid
 
 import httpx
 import pytest
+
 from chatrelay_dev.mockllm import answer_text, answer_tokens
 from chatrelay_dev.mockllm.common import REASONING_TOKENS, literal_tokens
-
 from tests.conftest import login
 from tests.support.providers import fake_requests, get_turn, write_providers_file
 from tests.support.sse_client import stream_chat

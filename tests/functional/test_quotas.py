@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import httpx
 import pytest
+
 from chatrelay.quotas import LeaseResult, QuotaStore
 from chatrelay.store.table import Table
 from chatrelay_dev.local.dynamodb_local import local_client
-
 from tests.conftest import TABLE, login
 from tests.support.servers import get_json, wait_until
 from tests.support.sse_client import stream_chat

@@ -8,13 +8,13 @@ import uuid
 
 import httpx
 import pytest
+
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, utc_now
 from chatrelay.store.table import Table
 from chatrelay_dev.local import dynamodb_local
 from chatrelay_dev.local.table import ensure_table
 from chatrelay_dev.mockllm import answer_text
-
 from tests.conftest import TABLE, login
 from tests.support.servers import wait_until
 from tests.support.sse_client import StreamResult, iter_events, stream_chat
@@ -161,7 +161,6 @@ def test_a_turn_left_streaming_by_a_crashed_instance_is_failed_when_read(start_a
 def test_a_final_write_that_fails_is_reported_never_silently_lost(make_settings, user, mock_llm):
     """DynamoDB goes away mid-answer: the client is told the answer was not saved."""
     from chatrelay.api.app import create_app
-
     from tests.support.servers import ServerThread
 
     ddb = dynamodb_local.start()

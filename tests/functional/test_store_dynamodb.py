@@ -7,13 +7,13 @@ import uuid
 
 import anyio
 import pytest
+
 from chatrelay import errors
 from chatrelay.ids import message_id_for_request, new_ulid
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, TurnStatus, utc_now
 from chatrelay.store.table import Table
 from chatrelay_dev.local import dynamodb_local
-
 from tests.conftest import TABLE
 
 
@@ -34,7 +34,8 @@ def test_start_creates_the_conversation_and_the_turn_with_ttl(store, user):
     cid = new_ulid()
     start = run(store.start_turn, user, None, _turn(cid, "What is SSE?"))
     assert not start.duplicate and start.conversation.title == "What is SSE?"
-    raw = store.table.client.get_item(TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}})
+    key = {"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}}
+    raw = store.table.client.get_item(TableName=TABLE, Key=key)
     expires = int(raw["Item"]["expiresAt"]["N"])
     assert abs(expires - (time.time() + 7 * 86400)) < 60
     conversation = run(store.get_conversation, user, cid)

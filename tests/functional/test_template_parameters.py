@@ -19,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from chatrelay.settings import Settings
 from chatrelay_dev.local.table import load_template
 

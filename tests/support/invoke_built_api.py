@@ -10,8 +10,9 @@ import sys
 function_dir, layer_dir, runtime_dir = sys.argv[1:4]
 sys.path[:0] = [function_dir, layer_dir, runtime_dir]
 
-import chatrelay  # noqa: E402
 from app import handler  # noqa: E402
+
+import chatrelay  # noqa: E402
 
 
 class Context:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from chatrelay_dev.local.dynamodb_local import free_port
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 
+from chatrelay_dev.mockllm.wechat_fake import WeChatFakeConfig, create_wechat_fake
 from tests.support.servers import ServerThread
 
 CONFIG = WeChatFakeConfig(risky_words=("forbidden-word", "违禁词"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from chatrelay import errors
 from chatrelay.api.limits import json_depth_exceeds
 from chatrelay.turns import check_prompt

@@ -7,10 +7,10 @@ import json
 import anyio
 import httpx
 import pytest
+
 from chatrelay import errors
 from chatrelay.providers.base import ChatMessage, StreamParams
 from chatrelay.providers.openai_compat import OpenAICompatProvider
-
 from tests.support.tricky import TRICKY_ANSWER, TRICKY_PIECES, in_pieces
 
 MESSAGES = [ChatMessage("user", "hi")]
@@ -114,7 +114,8 @@ def test_stream_that_ends_before_finishing_is_a_disconnect():
 )
 def test_http_errors_with_plain_json_bodies(status, error, retryable):
     body = json.dumps({"error": {"message": "nope", "type": "x", "code": "y"}}).encode()
-    provider, _ = _provider(lambda r: httpx.Response(status, headers={"content-type": "application/json"}, content=body))
+    provider, _ = _provider(
+        lambda r: httpx.Response(status, headers={"content-type": "application/json"}, content=body))
     with pytest.raises(error) as caught:
         _collect(provider)
     assert "nope" in caught.value.message

@@ -7,10 +7,10 @@ import json
 import anyio
 import httpx
 import pytest
+
 from chatrelay import errors
 from chatrelay.providers.anthropic_messages import AnthropicProvider
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
-
 from tests.support.tricky import TRICKY_ANSWER, TRICKY_PIECES, in_pieces
 
 MESSAGES = [ChatMessage("system", "Be brief."), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),

@@ -16,11 +16,11 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+
 from chatrelay import errors
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 from chatrelay.providers.bedrock_converse import BedrockConverseProvider, translate
 from chatrelay_dev.mockllm import eventstream
-
 from tests.support.tricky import TRICKY_ANSWER
 
 MESSAGES = [ChatMessage("system", "sys"), ChatMessage("user", "q1"), ChatMessage("assistant", "a1"),
@@ -65,7 +65,10 @@ class ScriptedClient:
         return {"stream": self.answer}
 
 
-def _collect(client, params=StreamParams(model="anthropic.claude-3-haiku", max_tokens=64, temperature=0.2)):
+PARAMS = StreamParams(model="anthropic.claude-3-haiku", max_tokens=64, temperature=0.2)
+
+
+def _collect(client, params=PARAMS):
     provider = BedrockConverseProvider("bedrock", client=client)
 
     async def run():

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import anyio
 import pytest
+
 from chatrelay import errors
 from chatrelay.providers.base import ChatDelta, ChatMessage, StreamParams, Usage
 from chatrelay.providers.deadlines import TimedProvider, Timeouts
@@ -46,7 +47,10 @@ def _answer(*words: str) -> tuple[ChatDelta, ...]:
     return (*(ChatDelta(text=w) for w in words), ChatDelta(finish_reason="stop", usage=usage))
 
 
-def _collect(provider, params=StreamParams(model="preset-model")) -> list[ChatDelta]:
+PRESET_PARAMS = StreamParams(model="preset-model")
+
+
+def _collect(provider, params=PRESET_PARAMS) -> list[ChatDelta]:
     async def run():
         return [d async for d in provider.stream(MESSAGES, params)]
 

@@ -6,6 +6,7 @@ import json
 
 import anyio
 import httpx
+
 from chatrelay.providers.base import ChatMessage, StreamParams, Usage
 from chatrelay.providers.openai_compat import OpenAICompatProvider
 from chatrelay.providers.registry import VENDOR_PRESETS

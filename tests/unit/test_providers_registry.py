@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from chatrelay import errors
 from chatrelay.providers.anthropic_messages import AnthropicProvider
 from chatrelay.providers.baidu_ernie import BaiduErnieProvider
@@ -19,7 +20,6 @@ from chatrelay.providers.failover import FailoverProvider
 from chatrelay.providers.openai_compat import OpenAICompatProvider
 from chatrelay.providers.registry import VENDOR_PRESETS, ProviderRegistry, build_presets
 from chatrelay.settings import VENDOR_VARIABLES, Settings
-
 from tests.support.providers import write_providers_file
 
 SETTINGS = dict(mock_llm_base_url="http://127.0.0.1:9/v1")

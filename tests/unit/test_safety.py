@@ -11,6 +11,7 @@ import asyncio
 import anyio
 import httpx
 import pytest
+
 from chatrelay.auth.wechat import WeChatApi
 from chatrelay.safety import (
     MAX_CHECK_CHARS,

@@ -1,6 +1,7 @@
 """Secrets resolved by name, never given as values in the deployment."""
 
 import pytest
+
 from chatrelay.secrets import resolve_secret, with_resolved_secrets
 from chatrelay.settings import Settings
 

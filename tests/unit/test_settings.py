@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from chatrelay.settings import Settings
 
 SENTINEL = "7"

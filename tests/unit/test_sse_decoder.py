@@ -2,8 +2,8 @@
 
 import anyio
 import pytest
-from chatrelay.providers.http import LineReader, SSEDecoder, SSEMessage, iter_lines, iter_sse
 
+from chatrelay.providers.http import LineReader, SSEDecoder, SSEMessage, iter_lines, iter_sse
 from tests.support.tricky import TRICKY_ANSWER, in_pieces
 
 # Every character str.splitlines (and so httpx's aiter_lines) breaks at, none of them a line end in SSE.
@@ -74,7 +74,8 @@ def test_iter_sse_and_iter_lines_read_bytes_as_they_arrive():
     body = f"event: e\r\ndata: {NOT_LINE_ENDS}\r\ndata: [DONE]\r\n\r\n: ping\r\ndata: last".encode()
 
     async def run():
-        return ([m async for m in iter_sse(in_pieces(body, 3))], [line async for line in iter_lines(in_pieces(body, 2))])
+        messages = [m async for m in iter_sse(in_pieces(body, 3))]
+        return messages, [line async for line in iter_lines(in_pieces(body, 2))]
 
     messages, lines = anyio.run(run)
     assert messages == [SSEMessage("e", f"{NOT_LINE_ENDS}\n[DONE]"), SSEMessage("message", "last")]

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
 from chatrelay.store import table
 
 ITEM = {

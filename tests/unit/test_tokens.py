@@ -5,6 +5,7 @@ import time
 
 import jwt
 import pytest
+
 from chatrelay import errors
 from chatrelay.auth.tokens import TokenService
 

@@ -8,6 +8,7 @@ import logging
 import anyio
 import httpx
 import pytest
+
 from chatrelay import errors
 from chatrelay.auth.wechat import WeChatApi, openid_of, user_id_for_openid
 

@@ -116,7 +116,8 @@ def main() -> None:
 
         base = f"http://127.0.0.1:{port}"
         print(USAGE.format(base=base, upstream=upstream, table=os.environ["CHAT_TABLE"], ddb=endpoint), flush=True)
-        uvicorn.run("chatrelay.api.asgi:app", host="127.0.0.1", port=port, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.run("chatrelay.api.asgi:app", host="127.0.0.1", port=port, log_level="info",
+                    timeout_graceful_shutdown=5)
     finally:
         _ignore_signals()
         helpers = [*children, *([ddb_server.process] if ddb_server is not None else [])]

@@ -108,7 +108,8 @@ async def chat_completions(
     conversation_header: Annotated[str | None, Header(alias="X-Conversation-Id")] = None,
 ):
     turn_request = body.to_turn_request(_conversation_id(conversation_header, body))
-    stream = await services.turns.start(user_id, turn_request, deadline=request_deadline(request, services.settings.lambda_deadline_margin))
+    deadline = request_deadline(request, services.settings.lambda_deadline_margin)
+    stream = await services.turns.start(user_id, turn_request, deadline=deadline)
     headers = {"X-Conversation-Id": stream.conversation_id, "X-Message-Id": stream.message_id}
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage

@@ -272,7 +272,8 @@ class TurnService:
             relay.prefetch()
         elif not blocked and needs_history:
             history_read = asyncio.create_task(self._store.recent_turns(
-                user_id, request.conversation_id, self._settings.context_max_turns + 1 + bool(request.exclude_message_id)))
+                user_id, request.conversation_id,
+                self._settings.context_max_turns + 1 + bool(request.exclude_message_id)))
         try:
             with errors.naming_field("conversationId", errors.ConversationNotFound, errors.ConversationTooLong):
                 start = await self._store.start_turn(user_id, request.conversation_id, turn,
