@@ -391,3 +391,34 @@ def test_the_conversation_cap_holds_under_concurrent_turns(start_app, user):
     [conversation] = [c for c in httpx.get(f"{server.url}/v1/conversations", headers=headers).json()["items"]
                       if c["conversationId"] == conversation_id]
     assert conversation["turnCount"] == 5
+
+
+def test_past_the_process_stream_cap_a_question_is_503_before_any_upstream_call(start_app, user, mock_llm):
+    """Issue 17: overload is refused (503 overloaded + Retry-After), not degraded into lag and resets."""
+    from tests.conftest import login
+
+    server = start_app(max_process_streams=1)
+    token = login(server.url, user)
+    gate, marker = uuid.uuid4().hex, uuid.uuid4().hex
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=20) as client, client.stream(
+        "POST", f"{server.url}/v1/chat/stream", headers=headers,
+        json={"prompt": f"[mock tokens=4 hold_after=1 gate={gate}]"},
+    ) as running:
+        assert running.status_code == 200
+        refused = stream_chat(server.url, token, {"prompt": f"{marker} [mock tokens=1]"})
+        assert refused.status == 503
+        body = json.loads(refused.raw)
+        assert body["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
+        httpx.post(f"{mock_llm.url}/_mock/gates/{gate}", timeout=5)
+        list(iter_events(running))
+    assert not [r for r in get_json(f"{mock_llm.url}/_mock/requests") if marker in json.dumps(r["body"])]
+    assert api_conversations(server.url, token, marker) == []
+    # The slot came back with the answer's end.
+    assert wait_until(lambda: stream_chat(server.url, token, {"prompt": "after [mock tokens=1]"}).status == 200)
+
+
+def api_conversations(base_url: str, token: str, marker: str) -> list[dict]:
+    headers = {"Authorization": f"Bearer {token}"}
+    items = httpx.get(f"{base_url}/v1/conversations", headers=headers, timeout=10).json()["items"]
+    return [c for c in items if marker in c["title"]]

@@ -197,3 +197,26 @@ def test_a_last_event_id_that_is_not_an_ascii_offset_is_422(resumable, user, las
     full = stream_chat(resumable.url, token, {"prompt": "[mock tokens=2 interval=0]"})
     response = _resume(resumable, token, full.meta["messageId"], last_event_id=last_event_id)
     assert response.status == 422
+
+
+def test_followers_of_one_answer_are_capped(start_app, user, mock_llm):
+    """Issue 17: each follower polls the table for up to the answer's time limit, so they are bounded."""
+    server = start_app(finish_on_disconnect=True, max_followers_per_message=1, resume_poll_interval=0.05)
+    token = login(server.url, user)
+    gate = uuid.uuid4().hex
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(timeout=20) as client:
+        with client.stream("POST", f"{server.url}/v1/chat/stream", headers=headers,
+                           json={"prompt": f"[mock tokens=6 hold_after=1 gate={gate}]"}) as live:
+            message_id = live.headers["x-message-id"]
+            with client.stream("GET", f"{server.url}/v1/messages/{message_id}/stream", headers=headers) as first:
+                assert first.status_code == 200
+                second = client.get(f"{server.url}/v1/messages/{message_id}/stream", headers=headers)
+                assert second.status_code == 429 and second.json()["code"] == "too_many_resumes"
+                assert int(second.headers["retry-after"]) >= 1
+                httpx.post(f"{mock_llm.url}/_mock/gates/{gate}", timeout=5)
+                list(iter_events(first))
+            list(iter_events(live))
+        # Once the first follower is gone, following is possible again.
+        again = client.get(f"{server.url}/v1/messages/{message_id}/stream", headers=headers)
+        assert again.status_code == 200
