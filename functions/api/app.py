@@ -1,9 +1,15 @@
 """API function: the non-streaming routes through Mangum (which buffers; never streams)."""
 
-from mangum import Mangum
+import gc
 
-from chatrelay.api.app import create_entry_app
-from chatrelay.settings import get_settings
-from chatrelay.tracing import get_tracer, traced
+# As in functions/stream/main.py: no collection during the imports; create_entry_app()
+# freezes what start-up built and turns the collector back on.
+gc.disable()
+
+from mangum import Mangum  # noqa: E402
+
+from chatrelay.api.app import create_entry_app  # noqa: E402
+from chatrelay.settings import get_settings  # noqa: E402
+from chatrelay.tracing import get_tracer, traced  # noqa: E402
 
 handler = traced(Mangum(create_entry_app(), lifespan="off"), get_tracer(get_settings()))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from chatrelay.auth.refresh import RefreshTokens
 from chatrelay.auth.tokens import TokenService
-from chatrelay.auth.wechat import WeChatApi, wechat_api_from_settings
 from chatrelay.observability import logger
 from chatrelay.providers.registry import ProviderRegistry
 from chatrelay.quotas import QuotaGuard, QuotaStore
@@ -22,6 +22,9 @@ from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.refresh_tokens import RefreshTokenStore
 from chatrelay.store.table import Table
 from chatrelay.turns import TurnService
+
+if TYPE_CHECKING:
+    from chatrelay.auth.wechat import WeChatApi
 
 
 @dataclass
@@ -66,7 +69,11 @@ class Services:
                       max_threads=settings.storage_threads)
         store = DynamoDBChatStore(table, retention_days=settings.retention_days,
                                   stale_after_seconds=settings.stale_after)
-        wechat = wechat_api_from_settings(settings)
+        wechat = None
+        if settings.wechat_app_id:  # WeChat login and checks: imported only when configured
+            from chatrelay.auth.wechat import wechat_api_from_settings
+
+            wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,
             store=store,
