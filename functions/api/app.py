@@ -8,8 +8,12 @@ gc.disable()
 
 from mangum import Mangum  # noqa: E402
 
+from chatrelay import snapshot  # noqa: E402
 from chatrelay.api.app import create_entry_app  # noqa: E402
 from chatrelay.settings import get_settings  # noqa: E402
 from chatrelay.tracing import get_tracer, traced  # noqa: E402
 
 handler = traced(Mangum(create_entry_app(), lifespan="off"), get_tracer(get_settings()))
+# SnapStart: this process is the Python runtime's own, so its hooks reach us (the streaming
+# function's uvicorn gets them from Lambda Web Adapter instead: create_app serves its paths).
+snapshot.register_runtime_hooks()

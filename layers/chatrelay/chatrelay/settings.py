@@ -259,6 +259,16 @@ class Settings(BaseSettings):
     )
     """Read the ``x-amzn-lambda-context`` header (its deadline, request id): only behind Lambda Web
     Adapter, which sets it and overwrites a client's. Off elsewhere, where any client could send it."""
+    snapstart_before_path: str | None = Field(
+        None, validation_alias=_env("AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH")
+    )
+    """Lambda Web Adapter's SnapStart hooks (its own variables, read here too): the app serves an
+    empty ``POST`` to this path (close pooled connections before the snapshot) and to
+    ``snapstart_after_path`` (rebuild clients, re-read secrets, reseed after a restore); see
+    chatrelay/snapshot.py. The adapter answers outside requests for either path with 403."""
+    snapstart_after_path: str | None = Field(
+        None, validation_alias=_env("AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH")
+    )
     max_answer_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS")
     )
@@ -287,7 +297,8 @@ class Settings(BaseSettings):
 
 
     @field_validator("llm_base_url", "llm_model", "token_secret_name", "llm_api_key_secret_name", "providers_file",
-                     "wechat_app_id", "wechat_app_secret_name", mode="before")
+                     "wechat_app_id", "wechat_app_secret_name", "snapstart_before_path", "snapstart_after_path",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypedDict, TypeVar, Unpack
@@ -190,16 +190,33 @@ def _decode_cursor(cursor: str | None, partition_key: str, partition: str) -> di
 # ---- the client ------------------------------------------------------------------
 
 
-@functools.cache
+_clients: dict[tuple[str | None, str, int], DynamoDBClient] = {}
+_clients_lock = threading.Lock()
+
+
 def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> DynamoDBClient:
     """The process's DynamoDB client for these settings: standard retries (5 attempts, backoff
     with jitter), 3 s to connect, 10 s to answer.
 
     Built once per process: one client (one connection pool) is safe to share between
-    threads. Its ``cache_clear()`` forgets it (after a SnapStart restore).
+    threads. ``forget_clients()`` drops them (after a SnapStart restore).
     """
-    return DynamoDBClient(region=region, endpoint=endpoint_url, connect_timeout=3, read_timeout=10,
-                          max_pool=max_pool, max_attempts=5)
+    key = (endpoint_url, region, max_pool)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = DynamoDBClient(region=region, endpoint=endpoint_url, connect_timeout=3,
+                                                    read_timeout=10, max_pool=max_pool, max_attempts=5)
+    return client
+
+
+def forget_clients() -> None:
+    """Close and drop the process's DynamoDB clients: the next ``Table`` gets a new one."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
 
 
 def _error_response(exc: Exception) -> dict[str, Any] | None:
