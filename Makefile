@@ -41,7 +41,9 @@ test: install
 
 build: $(SAM) $(LAMBDA_RUNTIME_DIR)/.installed
 	@test -n "$(PY312_BIN)" || { echo "python3.12 is required for sam build"; exit 1; }
-	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint
+	# cfn-lint for a commercial region and both China regions (the partition changes what exists).
+	for region in us-east-1 cn-north-1 cn-northwest-1; do \
+	    SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region $$region || exit 1; done
 	PATH="$(PY312_BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(SAM) build
 	# Ship the layer (our package and every dependency) and the functions' own code with
 	# bytecode: /opt and /var/task are read-only, so without it every cold start compiles the

@@ -7,7 +7,7 @@ over the environment, so tests build a ``Settings(...)`` and pass it to
 
 Only the documented names are read, exactly as spelled (``CHATRELAY_DEV_AUTH``): the
 environment is matched case-sensitively and never by field name, so neither
-``dev_auth=1`` nor ``DEV_AUTH=1`` nor ``chatrelay_dev_auth=1`` turns anything on. Field
+``dev_auth=1`` nor ``DEV_AUTH=1`` nor the documented name in lower case turns anything on. Field
 names are for the constructor only (``Settings(dev_auth=True)``).
 """
 
@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     """Enables ``POST /v1/auth/dev``: local development and tests only (a warning is logged at start-up
     unless ``dev_stack``)."""
     dev_stack: bool = Field(False, validation_alias=_env("CHATRELAY_DEVSTACK"))
-    """Set by ``make dev`` (chatrelay_dev.local.devstack): dev login is expected there, so no warning."""
+    """Set by ``make dev`` (the devstack in devtools/): dev login is expected there, so no warning."""
     refresh_token_ttl_seconds: int = Field(
         30 * 86400, gt=0, validation_alias=_env("CHATRELAY_REFRESH_TOKEN_TTL_SECONDS")
     )
