@@ -6,12 +6,11 @@ import gc
 # freezes what start-up built and turns the collector back on.
 gc.disable()
 
-from mangum import Mangum  # noqa: E402
-
-from chatrelay import snapshot  # noqa: E402
-from chatrelay.api.app import create_entry_app  # noqa: E402
-from chatrelay.settings import get_settings  # noqa: E402
-from chatrelay.tracing import get_tracer, traced  # noqa: E402
+from chatrelay import snapshot
+from chatrelay.api.app import create_entry_app
+from chatrelay.settings import get_settings
+from chatrelay.tracing import get_tracer, traced
+from mangum import Mangum
 
 handler = traced(Mangum(create_entry_app(), lifespan="off"), get_tracer(get_settings()))
 # SnapStart: this process is the Python runtime's own, so its hooks reach us (the streaming

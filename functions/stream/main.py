@@ -7,6 +7,6 @@ import gc
 # freezes what start-up built and turns the collector back on.
 gc.disable()
 
-from chatrelay.api.app import create_entry_app  # noqa: E402
+from chatrelay.api.app import create_entry_app
 
 app = create_entry_app()

@@ -32,7 +32,8 @@ from starlette.routing import Route
 
 from tests.conftest import TABLE
 from tests.support.servers import ServerThread
-from tests.support.wechat import CONFIG as WECHAT, start_wechat_fake
+from tests.support.wechat import CONFIG as WECHAT
+from tests.support.wechat import start_wechat_fake
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = ROOT / "tests" / "support" / "snapshot_probe.py"
@@ -80,7 +81,7 @@ def test_restored_copies_have_fresh_clients_and_draw_different_ids_and_tokens(dy
         AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH="/_lwa/snapstart/before",
         AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH="/_lwa/snapstart/after",
     )
-    run = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, timeout=120, env=env,
+    run = subprocess.run([sys.executable, str(PROBE), mode], capture_output=True, text=True, timeout=120, env=env,  # noqa: PLW1510
                          cwd=ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout.strip().splitlines()[-1])
@@ -134,7 +135,7 @@ def test_the_adapter_hook_paths_are_served_only_when_configured_and_stay_out_of_
     target = Target()
     snapshot.register(target)
     try:
-        base = dict(token_secret="t" * 40, serve_h5=False, dynamodb_endpoint_url="http://127.0.0.1:9")
+        base = {"token_secret": "t" * 40, "serve_h5": False, "dynamodb_endpoint_url": "http://127.0.0.1:9"}
         plain = create_app(Settings(**base))
         assert _post(plain, "/_lwa/snapstart/before") == 404 and calls == []
         hooked = create_app(Settings(**base, snapstart_before_path="/_lwa/snapstart/before",

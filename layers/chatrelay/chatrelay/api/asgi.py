@@ -4,6 +4,6 @@ import gc
 
 gc.disable()  # see functions/stream/main.py; create_entry_app() turns it back on
 
-from chatrelay.api.app import create_entry_app  # noqa: E402
+from chatrelay.api.app import create_entry_app
 
 app = create_entry_app()
