@@ -197,7 +197,8 @@ def serve(target: Target, fn_dir: Path, log: Path, pythonpath: str | None = None
           timeout: float = 60) -> tuple[float, float]:
     """run.sh from ``fn_dir``: seconds from spawn to the first byte of /healthz, and peak RSS (MB)."""
     port = _free_port()
-    env = _env(target, fn_dir, pythonpath, AWS_LWA_PORT=str(port))
+    # PORT too: the run.sh of an older build (CHATRELAY_BENCH_COMPARE) reads that one.
+    env = _env(target, fn_dir, pythonpath, AWS_LWA_PORT=str(port), PORT=str(port))
     with log.open("a") as out:
         started = time.monotonic()
         process = subprocess.Popen([*_taskset(cpu), "bash", str(fn_dir / "run.sh")], cwd=fn_dir, env=env,

@@ -12,7 +12,8 @@ from chatrelay.settings import get_settings
 from chatrelay.tracing import get_tracer, traced
 from mangum import Mangum
 
-handler = traced(Mangum(create_entry_app(), lifespan="off"), get_tracer(get_settings()))
+# Only the buffered routes: API Gateway sends the streaming ones to the streaming function.
+handler = traced(Mangum(create_entry_app(streaming=False), lifespan="off"), get_tracer(get_settings()))
 # SnapStart: this process is the Python runtime's own, so its hooks reach us (the streaming
 # function's uvicorn gets them from Lambda Web Adapter instead: create_app serves its paths).
 snapshot.register_runtime_hooks()
