@@ -637,85 +637,12 @@ def main() -> None:
         runner.close()
         stack.stop()
 
-    # -- cold start, import time, artifacts (after the stack is down) --------------------------
-    target = coldstart.resolve_target(work)
-    log = work / "coldstart.log"
-    bare = coldstart.bare_stream_dir(work)
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in ("runsh", "runsh_bare", "mangum", "mangum_bare")}
-    for _ in range(1 if quick else 7):  # interleaved
-        samples["runsh"].append(coldstart.serve(target, target.stream_dir, log))
-        samples["runsh_bare"].append(coldstart.serve(target, bare, log))
-        samples["mangum"].append(coldstart.invoke(target, target.api_dir, "app", log))
-        samples["mangum_bare"].append(coldstart.invoke(target, coldstart.BENCH, "bare_app", log))
-    cold = {k: statistics.median(s for s, _ in v) for k, v in samples.items()}
-    cold_rss = {k: max(r for _, r in v) for k, v in samples.items()}
-    ratio_runsh, ratio_mangum = cold["runsh"] / cold["runsh_bare"], cold["mangum"] / cold["mangum_bare"]
-    raw["cold"] = {"target": target.label, "samples": samples}
-    fig = Figure(
-        "Cold start to first byte", "≤ 1.5× a bare FastAPI app",
-        f"run.sh (uvicorn) {cold['runsh'] * 1000:.0f} ms = {ratio_runsh:.2f}×; "
-        f"Mangum handler {cold['mangum'] * 1000:.0f} ms = {ratio_mangum:.2f}×",
-        f"bare FastAPI hello app started the same way: uvicorn {cold['runsh_bare'] * 1000:.0f} ms, "
-        f"Mangum {cold['mangum_bare'] * 1000:.0f} ms; {target.label}, no bytecode cache (as deployed), "
-        f"median of {len(samples['runsh'])}", ratio_runsh <= 1.5 and ratio_mangum <= 1.5)
-    if target.built and not quick:
-        pyc_path = coldstart.precompile(target, work)
-        pyc: dict[str, list[float]] = {k: [] for k in samples}
-        for _ in range(3):
-            pyc["runsh"].append(coldstart.serve(target, target.stream_dir, log, pyc_path)[0])
-            pyc["runsh_bare"].append(coldstart.serve(target, bare, log, pyc_path)[0])
-            pyc["mangum"].append(coldstart.invoke(target, target.api_dir, "app", log, pyc_path)[0])
-            pyc["mangum_bare"].append(coldstart.invoke(target, coldstart.BENCH, "bare_app", log, pyc_path)[0])
-        pyc_med = {k: statistics.median(v) for k, v in pyc.items()}
-        raw["cold_precompiled"] = pyc
-        experiments.append(
-            f"- **Ship the dependencies' bytecode too** (`make build` compiles only `chatrelay/`; here "
-            f"`python -m compileall --invalidation-mode unchecked-hash` on a copy of the whole built layer, which "
-            f"would take it past the 20 MB budget; 3 runs): run.sh {cold['runsh'] * 1000:.0f} → {pyc_med['runsh'] * 1000:.0f} ms "
-            f"(bare app {cold['runsh_bare'] * 1000:.0f} → {pyc_med['runsh_bare'] * 1000:.0f} ms, ratio "
-            f"{pyc_med['runsh'] / pyc_med['runsh_bare']:.2f}×); Mangum {cold['mangum'] * 1000:.0f} → "
-            f"{pyc_med['mangum'] * 1000:.0f} ms (bare {cold['mangum_bare'] * 1000:.0f} → "
-            f"{pyc_med['mangum_bare'] * 1000:.0f} ms, {pyc_med['mangum'] / pyc_med['mangum_bare']:.2f}×).")
-    emit(fig)
-
-    imports = coldstart.import_time(target, target.stream_dir, "main")
-    bare_imports = coldstart.import_time(target, bare, "main")
-    fig = Figure("Import time (python -X importtime)", "(explains the cold start)",
-                 f"main (imports + create_app()): {imports['total']:.0f} ms",
-                 f"bare app: {bare_imports['total']:.0f} ms; {target.label}, no bytecode cache", None)
-    fig.notes.append(
-        "Self time by top-level package, app: " + ", ".join(f"{k} {v:.0f} ms" for k, v in imports["top"])
-        + ". Bare app: " + ", ".join(f"{k} {v:.0f} ms" for k, v in bare_imports["top"])
-        + ". What the app imports beyond FastAPI (cumulative ms at first import; nested ones overlap): "
-        + ", ".join(f"{k} {v:.0f}" for k, v in imports["watch"].items()) + ".")
-    if not quick:
-        breakdown = coldstart.startup_breakdown(target)
-        if breakdown:
-            fig.notes.append("Start-up split (bench/startup_probe.py): " + ", ".join(
-                f"{k.replace('_', ' ')} {v:.0f} ms" for k, v in breakdown.items()) + ".")
-            raw["startup_breakdown"] = breakdown
-    raw["imports"] = {"main": imports, "bare": bare_imports}
-    emit(fig)
-
-    emit(Figure(
-        "Peak RSS of the entry points", "(see the app's RSS goal)",
-        f"run.sh/uvicorn after one request {cold_rss['runsh']:.0f} MB; Mangum after one event "
-        f"{cold_rss['mangum']:.0f} MB",
-        f"bare app: uvicorn {cold_rss['runsh_bare']:.0f} MB, Mangum {cold_rss['mangum_bare']:.0f} MB; {target.label}",
-        None))
-
-    sizes = coldstart.artifact_sizes()
-    if sizes is None or "ApiFunction" not in sizes:
-        emit(Figure("API function + layers, unzipped", "≤ 20 MB", "not built (run make build)",
-                    ".aws-sam/build absent", None))
-    else:
-        api_mb, api_layers, _ = sizes["ApiFunction"]
-        stream = sizes.get("StreamFunction")
-        emit(Figure(
-            "API function + layers, unzipped", "≤ 20 MB", f"{api_mb:.1f} MB",
-            f".aws-sam/build/ApiFunction + {', '.join(api_layers)} (bytecode only for chatrelay/, as make build ships it)"
-            + (f"; StreamFunction + its local layers {stream[0]:.1f} MB (+ the Lambda Web Adapter layer)"
-               if stream else ""), api_mb <= 20))
+    # -- cold start, import time, artifacts (after the stack is down): bench/coldstart.py --------
+    cold = coldstart.section(work, quick)
+    raw.update(cold.raw)
+    raw["cold_limits"] = cold.limits
+    for figure in cold.figures:
+        emit(Figure(**figure))
 
     elapsed = time.monotonic() - started
     print(f"bench finished in {elapsed:.0f} s", flush=True)
@@ -854,15 +781,8 @@ def limits(figures: list[Figure], raw: dict) -> list[str]:
             "Powertools, httpx) — see the idle baseline in the table; 100 streams add their connections, buffers "
             "and partial answers on top. The bench app also runs uvloop and httptools, which the Lambda layer "
             "does not ship (the built entry points' RSS after one request is the lower figure above).")
-    if "Cold start to first byte" in missed and "cold" in raw:
-        top = ", ".join(f"{k} {v:.0f}" for k, v in raw.get("imports", {}).get("main", {}).get("watch", {}).items())
-        out.append(
-            "- **Cold start**: import time. The bare app imports FastAPI and pydantic; the relay also needs boto3 "
-            "(through `boto3.dynamodb.types`, which pulls in s3transfer), httpx (whose `__init__` imports click "
-            "for its CLI), pydantic-settings, Powertools (logger, EMF metrics; jmespath) and PyJWT — "
-            f"cumulative ms at first import: {top}. `make build` now ships our own package with bytecode; the "
-            "dependencies' bytecode would take the artifacts past the 20 MB budget (measured above as an "
-            "experiment). The remaining gap is the libraries the product needs on its first request.")
+    if "Cold start to first byte" in missed:
+        out += raw.get("cold_limits", [])
     return out or ["Every goal with a threshold was met in this run."]
 
 

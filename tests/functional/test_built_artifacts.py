@@ -67,11 +67,12 @@ def test_translated_template_streams_the_stream_routes_and_buffers_the_rest():
     assert streamed == {("POST", "/v1/chat/stream"), ("GET", "/v1/messages/{messageId}/stream")}
     for key, integration in integrations.items():
         uri = integration["uri"]["Fn::Sub"]
+        # Through each function's "live" alias (published versions: what SnapStart snapshots).
         if key in streamed:
-            assert "/2021-11-15/functions/${StreamFunction.Arn}/response-streaming-invocations" in uri
+            assert "/2021-11-15/functions/${StreamFunctionAliaslive}/response-streaming-invocations" in uri
             assert integration["timeoutInMillis"] == 900000
         else:
-            assert "/2015-03-31/functions/${ApiFunction.Arn}/invocations" in uri, key
+            assert "/2015-03-31/functions/${ApiFunctionAliaslive}/invocations" in uri, key
 
 
 def test_translated_template_has_one_regional_stage_and_a_streaming_function_url():
@@ -81,6 +82,7 @@ def test_translated_template_has_one_regional_stage_and_a_streaming_function_url
     assert len(stages) == 1 and all("StageName" not in d["Properties"] for d in deployments)  # no extra "Stage"
     assert resources["ChatApi"]["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
     assert resources["StreamFunctionUrl"]["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert resources["StreamFunctionUrl"]["Properties"]["TargetFunctionArn"] == {"Ref": "StreamFunctionAliaslive"}
 
 
 def _roles(translated: dict) -> dict[str, dict]:
@@ -194,7 +196,7 @@ def built_stream_function(dynamodb, mock_llm):
     port = free_port()
     log = (BUILD.parent / f"stream-{port}.log").open("w")
     env = _env(dynamodb, mock_llm, LAMBDA_TASK_ROOT=str(function_dir), LAMBDA_RUNTIME_DIR=str(RUNTIME),
-               PYTHONPATH=str(LAYER), PORT=str(port))
+               PYTHONPATH=str(LAYER), AWS_LWA_PORT=str(port))
     process = subprocess.Popen(["bash", "run.sh"], cwd=function_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

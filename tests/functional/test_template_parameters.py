@@ -2,8 +2,9 @@
 
 tests/unit/test_template.py checks the template's shape (and scans the package's DynamoDB
 calls against the granted actions). Here a small evaluator of CloudFormation's intrinsic
-functions (Ref, Fn::Sub/If/Select/Split/Join, conditions, rules) turns the template into the
-environment and IAM statements a deployment with given parameters would have, so that
+functions (Ref, Fn::Sub/If/Select/Split/Join/FindInMap, conditions, rules; the pseudo parameters
+of a region) turns the template into the environment and IAM statements a deployment with
+given parameters would have, so that
 - every environment variable is a setting name, and ``Settings()`` reads the intended values
   from it (JSON lists, secret references, numbers);
 - each function may read exactly the secrets that deployment names, and Bedrock only when asked;
@@ -28,10 +29,17 @@ TEMPLATE = load_template()
 SAM_PYTHON = ROOT / ".tools" / "sam" / "bin" / "python"
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012",
           "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": "chatrelay"}
+
+
+def pseudo_parameters(region: str) -> dict[str, str]:
+    """The pseudo parameters of a stack in ``region`` (the China regions are the aws-cn partition)."""
+    china = region.startswith("cn-")
+    return {**PSEUDO, "AWS::Region": region, "AWS::Partition": "aws-cn" if china else "aws",
+            "AWS::URLSuffix": "amazonaws.com.cn" if china else "amazonaws.com"}
 REQUIRED = {"LlmBaseUrl": "https://llm.example.com/v1", "LlmModel": "some-model"}
 ARN = "arn:aws:{service}:eu-west-1:123456789012:{rest}"
 # Set by the template for the platform (Lambda Web Adapter, Powertools), not read by Settings.
-PLATFORM = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT",
+PLATFORM = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "AWS_LWA_PORT",
             "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"}
 NO_VALUE = object()
 
@@ -39,8 +47,9 @@ NO_VALUE = object()
 class Deployment:
     """The template evaluated for one set of parameter values."""
 
-    def __init__(self, template: dict, **parameters: str) -> None:
+    def __init__(self, template: dict, *, pseudo: dict[str, str] | None = None, **parameters: str) -> None:
         self.template = template
+        self.pseudo = pseudo or PSEUDO
         declared = template["Parameters"]
         unknown = set(parameters) - set(declared)
         assert not unknown, f"not template parameters: {unknown}"
@@ -71,8 +80,8 @@ class Deployment:
             if key == "Ref":
                 if arg == "AWS::NoValue":
                     return NO_VALUE
-                if arg in PSEUDO:
-                    return PSEUDO[arg]
+                if arg in self.pseudo:
+                    return self.pseudo[arg]
                 if arg in self.params:
                     return self.params[arg]
                 assert arg in self.template["Resources"], arg
@@ -100,6 +109,10 @@ class Deployment:
             if key == "Fn::Join":
                 delimiter, items = arg
                 return delimiter.join(str(v) for v in self.eval(items))
+            if key == "Fn::FindInMap":
+                # A missing entry raises KeyError, as CloudFormation refuses such a deployment.
+                name, top, second = (self.eval(v) for v in arg)
+                return self.template["Mappings"][name][top][second]
             if key == "Fn::GetAtt":
                 return f"<{'.'.join(arg) if isinstance(arg, list) else arg}>"
             if key == "Fn::Sub":

@@ -2,6 +2,8 @@
 
 Run by the SAM CLI's own interpreter (.tools/sam/bin/python, installed by `make build`):
     translate_template.py <template> [Name=Value ...]  ->  the translated template as JSON.
+AWS_DEFAULT_REGION (default us-east-1) is the region the transform runs in: SAM writes the
+partition of the ARNs it generates from it (arn:aws-cn:... in cn-north-1 / cn-northwest-1).
 Code locations are replaced by placeholder S3 URIs (what `sam package` would upload).
 """
 
@@ -15,13 +17,17 @@ from samtranslator.yaml_helper import yaml_parse
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 
+PARTITION = "aws-cn" if os.environ["AWS_DEFAULT_REGION"].startswith("cn-") else "aws"
+
+
 class ManagedPolicies:
-    """The two AWS managed policies SAM may attach (the real loader would ask IAM)."""
+    """The two AWS managed policies SAM may attach (the real loader would ask IAM), in the
+    partition of AWS_DEFAULT_REGION (the region the transform runs in, as CloudFormation's does)."""
 
     def load(self):
         return {
-            "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
-            "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+            "AWSLambdaBasicExecutionRole": f"arn:{PARTITION}:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+            "AWSXrayWriteOnlyAccess": f"arn:{PARTITION}:iam::aws:policy/AWSXrayWriteOnlyAccess",
         }
 
 

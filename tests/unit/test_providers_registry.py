@@ -226,4 +226,14 @@ def test_documented_provider_variables_are_settings_and_only_settings_read_the_e
     package = root / "layers" / "chatrelay" / "chatrelay"
     readers = [p.relative_to(package).as_posix() for p in package.rglob("*.py")
                if re.search(r"os\.environ|getenv\(", p.read_text(encoding="utf-8"))]
-    assert readers == ["settings.py"]
+    # aws.py reads only the AWS SDKs' own credential chain (AWS_ACCESS_KEY_ID..., the container
+    # credentials Lambda hands over), as botocore did before it; no setting or vendor key.
+    assert sorted(readers) == ["aws.py", "settings.py"]
+    aws = (package / "aws.py").read_text(encoding="utf-8")
+    assert set(re.findall(r'"(AWS_[A-Z_]+|[A-Z][A-Z_]+_KEY)"', aws)) <= {
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE",
+        "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"}

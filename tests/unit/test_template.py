@@ -41,12 +41,33 @@ def test_streaming_function_runs_uvicorn_behind_lambda_web_adapter():
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/bootstrap"
     assert env["AWS_LWA_INVOKE_MODE"] == "response_stream"  # anything else silently buffers
     assert env["AWS_LWA_READINESS_CHECK_PATH"] == "/healthz"
-    assert env["PORT"] == "8000"
-    assert props["FunctionUrlConfig"] == {"AuthType": "NONE", "InvokeMode": "RESPONSE_STREAM"}
-    adapter = props["Layers"][0]["Fn::If"]
-    assert "LambdaAdapterLayerArm64:27" in adapter[1]["Fn::Sub"] and "LambdaAdapterLayerX86:27" in adapter[2]["Fn::Sub"]
-    assert all(branch["Fn::Sub"].startswith("arn:${AWS::Partition}:lambda:${AWS::Region}:") for branch in adapter[1:])
+    assert env["AWS_LWA_PORT"] == "8000" and "PORT" not in env  # 1.x: unprefixed names are deprecated
+    # The Function URL (on the alias) streams and is public; the app checks its own tokens.
+    url = RESOURCES["StreamFunctionUrl"]
+    assert url["Type"] == "AWS::Lambda::Url" and url["Condition"] == "HasFunctionUrl"
+    assert url["Properties"]["AuthType"] == "NONE" and url["Properties"]["InvokeMode"] == "RESPONSE_STREAM"
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": "StreamFunction.Alias"}
+    assert "FunctionUrlConfig" not in props
+    # Lambda Web Adapter 1.1 (SnapStart hooks): the layer's account from Mappings, by partition and region.
+    adapter = props["Layers"][0]["Fn::Sub"]
+    assert adapter[0] == "arn:${AWS::Partition}:lambda:${AWS::Region}:${Account}:layer:${Layer}"
+    layers = TEMPLATE["Mappings"]["WebAdapterLayer"]
+    assert layers["aws"] == {"Account": "753240598075", "X86": "LambdaAdapterLayerX86:30",
+                             "Arm64": "LambdaAdapterLayerArm64:30"}
+    assert layers["cn-north-1"] == {"Account": "041581134020", "X86": "LambdaAdapterLayerX86:30"}
+    assert layers["cn-northwest-1"] == {"Account": "069767869989", "X86": "LambdaAdapterLayerX86:30"}
     assert props["Layers"][1] == {"Ref": "ChatRelayLayer"}
+    assert env["AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH"] == "/_lwa/snapstart/before"
+    assert env["AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH"] == "/_lwa/snapstart/after"
+
+
+def test_both_functions_are_published_behind_an_alias_with_snapstart_as_a_parameter():
+    assert TEMPLATE["Parameters"]["SnapStart"]["AllowedValues"] == ["None", "PublishedVersions"]
+    assert TEMPLATE["Parameters"]["SnapStart"]["Default"] == "None"
+    for name in ("StreamFunction", "ApiFunction"):
+        props = _props(name)
+        assert props["AutoPublishAlias"] == "live"
+        assert props["SnapStart"] == {"ApplyOn": {"Fn::If": ["UseSnapStart", "PublishedVersions", "None"]}}
 
 
 def test_stream_routes_use_rest_api_response_streaming_and_the_rest_goes_to_mangum():
@@ -138,7 +159,7 @@ def test_every_environment_variable_the_template_sets_is_a_setting_or_a_platform
     for field in Settings.model_fields.values():
         alias = field.validation_alias
         known |= {choice for choice in getattr(alias, "choices", [alias]) if isinstance(choice, str)}
-    platform = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "PORT",
+    platform = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_LWA_INVOKE_MODE", "AWS_LWA_READINESS_CHECK_PATH", "AWS_LWA_PORT",
                 "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL",
                 "POWERTOOLS_TRACE_DISABLED", "CHATRELAY_SERVE_H5"}
     sets = dict(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])

@@ -47,7 +47,7 @@ was deleted while being followed) and ``internal_error``. An upstream failure mi
 reaches the client as ``event: error`` with the ``Upstream*`` code above. Hard caps (answer
 length, duration, the Lambda deadline) are not errors: the stream ends with ``done`` and
 ``finishReason`` ``length_cap``, ``time_cap`` or ``lambda_timeout``. ``internal_error`` (500) is
-also the HTTP catch-all. Lower libraries' exceptions (httpx, botocore) are translated into this
+also the HTTP catch-all. Lower libraries' exceptions (httpx, the AWS client) are translated into this
 tree at the one module that calls each library, never let through.
 
 The store's errors name no API field: it does not know which part of a request a
@@ -55,8 +55,9 @@ value came from. The route (or the turn service) that read the value names it
 (``naming_field``), so a client still learns which field to fix. ``ConditionFailed`` and
 ``TransactionCanceled`` are what the store hears from DynamoDB; the store decides
 what they mean (a duplicate, a missing conversation, a refused counter), and one
-that reaches a client is a bug (500) or an outage (503). botocore's exceptions are
-translated in one place, ``store/table.py``; httpx's in ``providers/http.py``.
+that reaches a client is a bug (500) or an outage (503). DynamoDB's errors (``chatrelay.aws``,
+or botocore's when a botocore client is injected) are translated in one place,
+``store/table.py``; httpx's in ``providers/http.py``.
 """
 
 from __future__ import annotations

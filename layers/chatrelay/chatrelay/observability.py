@@ -3,15 +3,15 @@
 Logs are structured JSON (request id, hashed user id, model, status, time to first
 token, tokens). Metrics go out as CloudWatch EMF lines, one flush per turn, since
 a long-lived uvicorn process has no per-invocation ``log_metrics`` decorator.
-Set ``POWERTOOLS_METRICS_DISABLED=true`` to silence them (tests do).
+Set ``POWERTOOLS_METRICS_DISABLED=true`` to silence them (tests do). The metrics module is
+imported when the first turn ends, not at start-up.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+from aws_lambda_powertools.logging import Logger
 
 SERVICE = "chatrelay"
 NAMESPACE = "ChatRelay"
@@ -37,6 +37,8 @@ def record_turn(
     answer_chars: int,
 ) -> None:
     """Log a turn's ending and emit its metrics."""
+    from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
     logger.info(
         "turn ended",
         extra={

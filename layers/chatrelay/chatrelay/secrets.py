@@ -1,29 +1,79 @@
 """Secrets by name: SSM Parameter Store (SecureString) or Secrets Manager.
 
 The deployment passes names only (``CHATRELAY_TOKEN_SECRET_NAME=ssm:/chatrelay/token-secret``,
-``LLM_API_KEY_SECRET_NAME=secretsmanager:chatrelay/llm``); values are fetched once at
-start-up with Powertools' parameters utility (cached) and never logged. A value given
-directly (``CHATRELAY_TOKEN_SECRET``) wins, for local use.
+``LLM_API_KEY_SECRET_NAME=secretsmanager:chatrelay/llm``); values are fetched at start-up
+(``GetParameter`` with decryption, ``GetSecretValue``) through ``chatrelay.aws``, cached for
+an hour, and never logged. A value given directly (``CHATRELAY_TOKEN_SECRET``) wins, for
+local use. (Powertools' parameters utility did this before; it imports boto3, which cost
+every cold start ~100 ms more than these two calls need.)
+
+``clear_cache()`` forgets every fetched value: after a SnapStart restore the secrets are read
+again (``chatrelay/snapshot.py``), so a value rotated since the snapshot was taken is not
+served by every restored copy.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from chatrelay.settings import Settings
+from chatrelay.settings import Settings, get_settings
 
 
 class SecretProvider(Protocol):
     def get(self, name: str, **kwargs: Any) -> Any: ...
 
 
-def _default_provider(kind: str) -> SecretProvider:
-    # Imported lazily: boto3 clients cost start-up time, and most local runs need none.
-    from aws_lambda_powertools.utilities import parameters
+_cache: dict[tuple[str, str], tuple[str, float]] = {}
+_cache_lock = threading.Lock()
 
-    return parameters.SSMProvider() if kind == "ssm" else parameters.SecretsProvider()
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
+class AwsSecretStore:
+    """``get(name)``: the value from SSM (``kind="ssm"``) or Secrets Manager, cached for ``max_age`` s."""
+
+    def __init__(self, kind: str, region: str | None = None, **client_options: Any) -> None:
+        self.kind = kind
+        self._region = region
+        self._options = client_options
+
+    def get(self, name: str, *, decrypt: bool = True, max_age: float = 3600) -> str:
+        key = (self.kind, name)
+        with _cache_lock:
+            hit = _cache.get(key)
+        if hit is not None and time.monotonic() - hit[1] < max_age:
+            return hit[0]
+        value = self._fetch(name, decrypt)
+        with _cache_lock:
+            _cache[key] = (value, time.monotonic())
+        return value
+
+    def _fetch(self, name: str, decrypt: bool) -> str:
+        from chatrelay import aws
+
+        region = self._region or get_settings().aws_region
+        if self.kind == "ssm":
+            client = aws.ssm_client(region, **self._options)
+            try:
+                return client.call("GetParameter", {"Name": name, "WithDecryption": decrypt})["Parameter"]["Value"]
+            finally:
+                client.close()
+        client = aws.secrets_manager_client(region, **self._options)
+        try:
+            return client.call("GetSecretValue", {"SecretId": name})["SecretString"]
+        finally:
+            client.close()
+
+
+def _default_provider(kind: str) -> SecretProvider:
+    return AwsSecretStore(kind)
 
 
 def resolve_secret(reference: str, providers: dict[str, SecretProvider] | None = None) -> str:

@@ -7,7 +7,7 @@ over the environment, so tests build a ``Settings(...)`` and pass it to
 
 Only the documented names are read, exactly as spelled (``CHATRELAY_DEV_AUTH``): the
 environment is matched case-sensitively and never by field name, so neither
-``dev_auth=1`` nor ``DEV_AUTH=1`` nor ``chatrelay_dev_auth=1`` turns anything on. Field
+``dev_auth=1`` nor ``DEV_AUTH=1`` nor the documented name in lower case turns anything on. Field
 names are for the constructor only (``Settings(dev_auth=True)``).
 
 Besides :class:`Settings`, two readers serve the provider registry: the vendor
@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     """Enables ``POST /v1/auth/dev``: local development and tests only (a warning is logged at start-up
     unless ``dev_stack``)."""
     dev_stack: bool = Field(False, validation_alias=_env("CHATRELAY_DEVSTACK"))
-    """Set by ``make dev`` (chatrelay_dev.local.devstack): dev login is expected there, so no warning."""
+    """Set by ``make dev`` (the devstack in devtools/): dev login is expected there, so no warning."""
     refresh_token_ttl_seconds: int = Field(
         30 * 86400, gt=0, validation_alias=_env("CHATRELAY_REFRESH_TOKEN_TTL_SECONDS")
     )
@@ -267,6 +267,16 @@ class Settings(BaseSettings):
     )
     """Read the ``x-amzn-lambda-context`` header (its deadline, request id): only behind Lambda Web
     Adapter, which sets it and overwrites a client's. Off elsewhere, where any client could send it."""
+    snapstart_before_path: str | None = Field(
+        None, validation_alias=_env("AWS_LWA_SNAPSTART_BEFORE_CHECKPOINT_PATH")
+    )
+    """Lambda Web Adapter's SnapStart hooks (its own variables, read here too): the app serves an
+    empty ``POST`` to this path (close pooled connections before the snapshot) and to
+    ``snapstart_after_path`` (rebuild clients, re-read secrets, reseed after a restore); see
+    chatrelay/snapshot.py. The adapter answers outside requests for either path with 403."""
+    snapstart_after_path: str | None = Field(
+        None, validation_alias=_env("AWS_LWA_SNAPSTART_AFTER_RESTORE_PATH")
+    )
     max_answer_seconds: float = Field(
         600.0, gt=0, validation_alias=_env("CHATRELAY_MAX_ANSWER_SECONDS")
     )
@@ -295,7 +305,8 @@ class Settings(BaseSettings):
 
 
     @field_validator("llm_base_url", "llm_model", "token_secret_name", "llm_api_key_secret_name", "providers_file",
-                     "wechat_app_id", "wechat_app_secret_name", mode="before")
+                     "wechat_app_id", "wechat_app_secret_name", "snapstart_before_path", "snapstart_after_path",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

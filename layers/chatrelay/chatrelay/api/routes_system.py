@@ -1,10 +1,10 @@
-"""Health, models and the local-only dev login."""
+"""Health, models, the local-only dev login, and Lambda Web Adapter's SnapStart hooks."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI, Response
 
-from chatrelay import errors
+from chatrelay import errors, snapshot
 from chatrelay.api.schemas import DevLoginRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 
@@ -42,3 +42,24 @@ async def dev_login(body: DevLoginRequest, services: ServicesDep):
         raise errors.NotFound("not found")
     token = services.tokens.issue(body.user_id)
     return {"token": token, "tokenType": "Bearer", "expiresIn": services.tokens.ttl_seconds}
+
+
+async def _before_snapshot() -> Response:
+    await snapshot.before_snapshot()
+    return Response(status_code=204)
+
+
+async def _after_restore() -> Response:
+    await snapshot.after_restore()
+    return Response(status_code=204)
+
+
+def add_snapstart_hooks(app: FastAPI, before_path: str | None, after_path: str | None) -> None:
+    """The paths Lambda Web Adapter POSTs to around a SnapStart snapshot (chatrelay/snapshot.py).
+
+    Served only when configured (``AWS_LWA_SNAPSTART_*_PATH``), outside the API schema; the
+    adapter answers outside requests for them with 403 before they reach the app.
+    """
+    for path, endpoint in ((before_path, _before_snapshot), (after_path, _after_restore)):
+        if path:
+            app.add_api_route(path, endpoint, methods=["POST"], include_in_schema=False, status_code=204)

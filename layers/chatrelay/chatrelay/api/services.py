@@ -1,16 +1,22 @@
-"""The process-wide objects routes depend on, built once (not per request)."""
+"""The process-wide objects routes depend on, built once (not per request).
+
+Under SnapStart they are built at init and shared by every copy restored from the snapshot,
+so they can be closed and rebuilt (``before_snapshot`` / ``after_restore``, called by
+chatrelay/snapshot.py): nothing pooled is captured in the snapshot, and each restored copy
+reads its secrets again and gets its own clients and token caches.
+"""
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
 from chatrelay.auth.refresh import RefreshTokens
 from chatrelay.auth.tokens import TokenService
-from chatrelay.auth.wechat import WeChatApi, wechat_api_from_settings
 from chatrelay.observability import logger
 from chatrelay.providers.registry import ProviderRegistry
 from chatrelay.quotas import QuotaGuard, QuotaStore
@@ -20,8 +26,11 @@ from chatrelay.settings import Settings
 from chatrelay.store.base import TurnStore
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.refresh_tokens import RefreshTokenStore
-from chatrelay.store.table import Table
+from chatrelay.store.table import Table, forget_clients
 from chatrelay.turns import TurnService
+
+if TYPE_CHECKING:
+    from chatrelay.auth.wechat import WeChatApi
 
 
 @dataclass
@@ -36,6 +45,11 @@ class Services:
     """None unless a WeChat app id and secret are configured (then WeChat login works)."""
     safety: ContentSafety | None = None
     """None unless CHATRELAY_CONTENT_SAFETY is on."""
+    table: Table | None = None
+    """The chat table every store above writes to (``from_settings``): its client's pool is closed
+    before a snapshot."""
+    source_settings: Settings | None = field(default=None, repr=False)
+    """The settings as given, secrets by name only: what ``after_restore`` rebuilds from."""
 
     @cached_property
     def turns(self) -> TurnService:
@@ -48,9 +62,27 @@ class Services:
         if self.wechat is not None:
             await self.wechat.aclose()
 
+    async def before_snapshot(self) -> None:
+        """Close every pooled connection (the providers' and WeChat's httpx clients, the DynamoDB
+        client's pool): a connection captured in a snapshot is dead in every restored copy."""
+        await self.aclose()
+        if self.table is not None and hasattr(self.table.client, "close"):
+            self.table.client.close()
+
+    async def after_restore(self) -> None:
+        """Rebuild everything from ``source_settings``, as at start-up: secrets read again (a value
+        rotated since the snapshot is picked up), a new DynamoDB client and pool, a new provider
+        registry (its adapters, pools and token caches are made on first use), a new WeChat client
+        without a cached access token. Routes read the services from ``app.state`` per request,
+        so they all see the new objects."""
+        forget_clients()
+        fresh = Services.from_settings(self.source_settings or self.settings)
+        self.__dict__.pop("turns", None)  # the cached TurnService holds the old store and registry
+        self.__dict__.update(fresh.__dict__)
+
     @classmethod
-    def from_settings(cls, settings: Settings) -> Services:
-        settings = with_resolved_secrets(settings)
+    def from_settings(cls, source: Settings) -> Services:
+        settings = with_resolved_secrets(source)
         secret = settings.token_secret.get_secret_value() if settings.token_secret else None
         if secret is None:
             if not settings.dev_auth:
@@ -66,7 +98,11 @@ class Services:
                       max_threads=settings.storage_threads)
         store = DynamoDBChatStore(table, retention_days=settings.retention_days,
                                   stale_after_seconds=settings.stale_after)
-        wechat = wechat_api_from_settings(settings)
+        wechat = None
+        if settings.wechat_app_id:  # WeChat login and checks: imported only when configured
+            from chatrelay.auth.wechat import wechat_api_from_settings
+
+            wechat = wechat_api_from_settings(settings)
         return cls(
             settings=settings,
             store=store,
@@ -87,6 +123,8 @@ class Services:
             ),
             wechat=wechat,
             safety=content_safety_from_settings(settings, wechat),
+            table=table,
+            source_settings=source,
         )
 
 

@@ -111,15 +111,29 @@ class WeChatApi:
         self.app_id = app_id
         self._secret = app_secret
         self._base = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)))
+        self._timeout = timeout
+        self._http = client
         self._clock = clock
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = asyncio.Lock()
         self.token_fetches = 0
 
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        # Opened on the first call, not at start-up (its TLS context costs a cold start ~30 ms).
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self._timeout, connect=min(self._timeout, 3.0)))
+        return self._http
+
+    @property
+    def cached_access_token(self) -> str | None:
+        """The access token held for reuse, if any (SnapStart: a restored copy must hold none)."""
+        return self._token
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     # ---- transport ---------------------------------------------------------
 

@@ -3,24 +3,37 @@
 ``ContentSafety`` is the service's policy over a :class:`ContentChecker`: which
 scene, whether ``review`` blocks, and what a failed check means
 (``CHATRELAY_CONTENT_SAFETY_FAIL_CLOSED``). Off unless ``CHATRELAY_CONTENT_SAFETY``
-is ``keywords`` or ``wechat``.
+is ``keywords`` or ``wechat``. The WeChat checker (and the WeChat client it needs) is
+imported only when ``wechat`` is chosen.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from chatrelay import errors
-from chatrelay.auth.wechat import WeChatApi
 from chatrelay.observability import hash_user_id, logger
 from chatrelay.safety.base import MAX_CHECK_CHARS, PASS, AllCheckers, CheckFailed, ContentChecker, Verdict, pieces
 from chatrelay.safety.keywords import KeywordChecker
 from chatrelay.safety.monitor import AnswerSafetyMonitor, safe_cut
-from chatrelay.safety.wechat import WeChatContentChecker
 from chatrelay.settings import Settings
+
+if TYPE_CHECKING:
+    from chatrelay.auth.wechat import WeChatApi
+    from chatrelay.safety.wechat import WeChatContentChecker
 
 __all__ = [
     "MAX_CHECK_CHARS", "PASS", "AllCheckers", "AnswerSafetyMonitor", "CheckFailed", "ContentChecker", "ContentSafety",
     "KeywordChecker", "Verdict", "WeChatContentChecker", "content_safety_from_settings", "pieces", "safe_cut",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WeChatContentChecker":  # imported on first use (rarely configured)
+        from chatrelay.safety.wechat import WeChatContentChecker
+
+        return WeChatContentChecker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ContentSafety:
@@ -70,6 +83,8 @@ def content_safety_from_settings(settings: Settings, wechat: WeChatApi | None) -
     if settings.content_safety == "wechat":
         if wechat is None:
             raise RuntimeError("CHATRELAY_CONTENT_SAFETY=wechat needs CHATRELAY_WECHAT_APP_ID and its secret")
+        from chatrelay.safety.wechat import WeChatContentChecker
+
         # The operator's own word list applies to everyone, WeChat's check to WeChat users.
         wechat_checker = WeChatContentChecker(wechat)
         checker = AllCheckers(keywords, wechat_checker) if keywords else wechat_checker

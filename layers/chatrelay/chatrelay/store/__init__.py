@@ -1,6 +1,6 @@
 """Chat records, the store interface, and their storage in the chat table.
 
-Only the light names are exported here; the back ends (which import botocore) are
+Only the light names are exported here; the back ends (which need the DynamoDB client) are
 imported from their own modules.
 """
 

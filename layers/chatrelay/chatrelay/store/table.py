@@ -18,27 +18,26 @@ consistent reads; listings go through ``gsi1``.
 The repositories (``store/dynamodb.py``: turns and conversations;
 ``store/refresh_tokens.py``; ``quotas/store.py``) build keys with the functions
 here and call DynamoDB only through :class:`Table`, with plain Python values in and
-out. boto3 is blocking: every call runs in a worker thread (bounded by a capacity
-limiter), so the event loop that relays tokens never waits on DynamoDB. botocore's
-exceptions become ``chatrelay.errors`` here and nowhere else.
+out. The client (``chatrelay.aws.DynamoDBClient``; an injected botocore client works the
+same) is blocking: every call runs in a worker thread (bounded by a capacity limiter), so
+the event loop that relays tokens never waits on DynamoDB. The client's errors (its own or
+botocore's) become ``chatrelay.errors`` here and nowhere else.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import anyio
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chatrelay import errors
+from chatrelay.aws import AwsUnreachable, DynamoDBClient
 from chatrelay.store.records import Page
 
 T = TypeVar("T")
@@ -122,7 +121,7 @@ def deserialize(raw: Mapping[str, Any]) -> Item:
 
 
 def _attribute(value: Any) -> dict[str, Any]:
-    # boto3's TypeSerializer for the types the app stores, without importing boto3 (which imports s3transfer).
+    # boto3's TypeSerializer for the types the app stores, without importing boto3 (or botocore).
     if value is None:
         return {"NULL": True}
     if isinstance(value, bool):
@@ -212,32 +211,53 @@ def _decode_cursor(cursor: str | None, partition_key: str, partition: str) -> di
 # ---- the client ------------------------------------------------------------------
 
 
-@functools.cache
-def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> Any:
-    """The process's DynamoDB client for these settings, with standard retries (backoff with jitter).
+_clients: dict[tuple[str | None, str, int], DynamoDBClient] = {}
+_clients_lock = threading.Lock()
 
-    Built once per process: a client loads botocore's service model and holds a
-    connection pool, and one client is safe to share between threads.
+
+def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> DynamoDBClient:
+    """The process's DynamoDB client for these settings: standard retries (5 attempts, backoff
+    with jitter), 3 s to connect, 10 s to answer.
+
+    Built once per process: one client (one connection pool) is safe to share between
+    threads. ``forget_clients()`` drops them (after a SnapStart restore).
     """
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=3,
-        read_timeout=10,
-        max_pool_connections=max_pool,
-    )
-    # botocore itself: boto3 would add nothing here but its import time.
-    return botocore.session.get_session().create_client(
-        "dynamodb", endpoint_url=endpoint_url, region_name=region, config=config
-    )
+    key = (endpoint_url, region, max_pool)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            client = _clients[key] = DynamoDBClient(region=region, endpoint=endpoint_url, connect_timeout=3,
+                                                    read_timeout=10, max_pool=max_pool, max_attempts=5)
+    return client
 
 
-def _translate(exc: ClientError) -> errors.ChatRelayError:
-    error = exc.response.get("Error", {})
+def forget_clients() -> None:
+    """Close and drop the process's DynamoDB clients: the next ``Table`` gets a new one."""
+    with _clients_lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
+        client.close()
+
+
+def _error_response(exc: Exception) -> dict[str, Any] | None:
+    """The error answer an exception carries (``chatrelay.aws.AwsError``, botocore's ``ClientError``)."""
+    response = getattr(exc, "response", None)
+    return response if isinstance(response, dict) and isinstance(response.get("Error"), dict) else None
+
+
+def _no_answer(exc: Exception) -> bool:
+    """No answer at all: ``AwsUnreachable``, or any of botocore's own errors (an injected botocore client)."""
+    return isinstance(exc, AwsUnreachable) or type(exc).__module__.startswith("botocore.")
+
+
+def _translate(response: Mapping[str, Any]) -> errors.ChatRelayError:
+    error = response.get("Error", {})
     code = error.get("Code", "")
     if code == "ConditionalCheckFailedException":
         return errors.ConditionFailed()
     if code == "TransactionCanceledException":
-        reasons = tuple(reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
+        reasons = tuple(reason.get("Code") for reason in response.get("CancellationReasons", []))
         return errors.TransactionCanceled(reasons=reasons)
     if code == "ValidationException":
         return errors.InvalidRequest(error.get("Message", "invalid"))
@@ -269,10 +289,13 @@ class Table:
         def run() -> T:
             try:
                 return operation(**kwargs)
-            except ClientError as exc:
-                raise _translate(exc) from exc
-            except BotoCoreError as exc:
-                raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
+            except Exception as exc:
+                response = _error_response(exc)
+                if response is not None:
+                    raise _translate(response) from exc
+                if _no_answer(exc):
+                    raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
+                raise
 
         # The worker thread is not abandoned on cancellation: a write that started finishes.
         return await anyio.to_thread.run_sync(run, limiter=self._limiter)

@@ -71,7 +71,9 @@ class ChunkEncoder:
     include_usage: bool = False
     created: int = field(default_factory=lambda: int(time.time()))
     _head: str = ""
-    _cut: int | None = None
+    pending_error: bytes = b""
+    """An error chunk held until the turn's ending is stored (its ``done`` event), so a client
+    that reads the turn as soon as its SDK raises finds it ended."""
 
     def _chunk(self, choices: str, extra: str = "") -> bytes:
         return f'data: {{{self._head},"choices":{choices}{extra}}}\n\n'.encode()
@@ -89,10 +91,12 @@ class ChunkEncoder:
         if isinstance(event, ErrorEvent):
             if event.code in FILTERED:
                 return b""  # the done event says content_filter
-            return f"data: {_dumps(error_body(502, event.code, event.message))}\n\n".encode()
+            self.pending_error = f"data: {_dumps(error_body(502, event.code, event.message))}\n\n".encode()
+            return b""
         if isinstance(event, DoneEvent):
-            if event.finish_reason == "error":
-                return b""  # the error chunk was the ending
+            if self.pending_error:
+                out, self.pending_error = self.pending_error, b""
+                return out  # the error chunk is the ending
             reason = FINISH_REASONS.get(event.finish_reason, "stop")
             out = self._chunk(f'[{{"index":0,"delta":{{}},"finish_reason":"{reason}"}}]')
             usage = _usage(event.usage)
@@ -108,6 +112,8 @@ async def completion_chunks(events: AsyncIterator[RelayEvent], *, include_usage:
         wire = encoder.encode(event)
         if wire:
             yield wire
+    if encoder.pending_error:  # an error with no ending after it (the answer could not be stored)
+        yield encoder.pending_error
     yield b"data: [DONE]\n\n"
 
 

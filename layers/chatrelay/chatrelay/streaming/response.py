@@ -32,6 +32,9 @@ Deliberate deviations from sse-starlette's defaults: ``Cache-Control`` is
 ``no-cache, no-transform`` (proxies must neither cache nor re-encode), and the
 ``Connection: keep-alive`` header it adds is removed: it is hop-by-hop, and
 forbidden in HTTP/2, which API Gateway and CloudFront speak to clients.
+
+sse-starlette is imported by the first stream, not at start-up: it imports uvicorn, which the
+buffered API function (Mangum) has no other use for (~10 ms of its cold start).
 """
 
 from __future__ import annotations
@@ -39,9 +42,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import Literal
-
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from typing import TYPE_CHECKING, Literal
 
 from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
 
@@ -51,6 +52,9 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "
 STREAM_OPEN = b": stream open\n\n"
 END = b"data: [DONE]\n\n"
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+if TYPE_CHECKING:
+    from sse_starlette import EventSourceResponse
 
 
 def _json(data: object) -> str:
@@ -132,6 +136,8 @@ def event_stream_response(
     chunks: AsyncIterator[bytes], *, ping_interval: float = 15.0, headers: Mapping[str, str] | None = None
 ) -> EventSourceResponse:
     """Already-encoded SSE chunks as a response: pings, disconnect detection, unbuffered headers."""
+    from sse_starlette import EventSourceResponse, ServerSentEvent
+
     response = EventSourceResponse(
         chunks,
         headers={**SSE_HEADERS, **(headers or {})},
