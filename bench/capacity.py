@@ -1,8 +1,9 @@
 """DynamoDB capacity units per turn, from ReturnConsumedCapacity (bench only).
 
-A boto3 event hook asks every call for ``ReturnConsumedCapacity=TOTAL`` and sums the
-answers; the app runs in-process with a store built on that client, so the count covers
-every call a turn makes (start transaction, checkpoints, stop polls, the ending).
+A wrapper around the table's DynamoDB client (``store/wire.py``, the app's own) asks every
+call for ``ReturnConsumedCapacity=TOTAL`` and sums the answers; the app runs in-process with
+a store on that table, so the count covers every call a turn makes (start transaction,
+checkpoints, stop polls, the ending).
 """
 
 from __future__ import annotations
@@ -26,28 +27,29 @@ _WITH_CAPACITY = ("PutItem", "UpdateItem", "GetItem", "Query", "TransactWriteIte
 
 
 class CapacityMeter:
-    def __init__(self, client: Any) -> None:
+    """Stands in for a table's DynamoDB client: the same calls, each asked for its consumed capacity."""
+
+    def __init__(self, wire: Any) -> None:
         self.write = self.read = 0.0
         self.calls: dict[str, int] = {}
+        self._wire = wire
         self._lock = threading.Lock()
-        client.meta.events.register("provide-client-params.dynamodb.*", self._ask)
-        client.meta.events.register("after-call.dynamodb.*", self._count)
 
-    def _ask(self, params: dict, model: Any, **_: Any) -> None:
-        if model.name in _WITH_CAPACITY:
-            params.setdefault("ReturnConsumedCapacity", "TOTAL")
-
-    def _count(self, parsed: dict, model: Any, **_: Any) -> None:
+    async def call(self, operation: str, request: dict) -> dict:
+        if operation in _WITH_CAPACITY:
+            request = {**request, "ReturnConsumedCapacity": "TOTAL"}
+        parsed = await self._wire.call(operation, request)
         # DynamoDB Local reports TOTAL as CapacityUnits only: classify by operation.
         consumed = parsed.get("ConsumedCapacity")
         items = consumed if isinstance(consumed, list) else [consumed] if consumed else []
         units = sum(item.get("CapacityUnits", 0) or 0 for item in items)
         with self._lock:
-            self.calls[model.name] = self.calls.get(model.name, 0) + 1
-            if model.name in _WRITES:
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+            if operation in _WRITES:
                 self.write += units
             else:
                 self.read += units
+        return parsed
 
     def snapshot(self) -> tuple[float, float, dict[str, int]]:
         with self._lock:
@@ -58,13 +60,14 @@ def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkp
                   long_tokens: int = 2000) -> dict[str, dict[str, Any]]:
     """WCU and RCU of a short (10 tokens) and a long answer (``long_tokens`` at 200 tokens/s),
     with the production checkpoint and stop-poll intervals, and the calls that consumed them."""
-    client = dynamodb_local.local_client(endpoint)
-    meter = CapacityMeter(client)
+    table_ = Table(table, endpoint_url=endpoint)
+    meter = CapacityMeter(table_.wire)
+    table_.wire = meter  # type: ignore[assignment]
     settings = Settings(chat_table=table, dynamodb_endpoint_url=endpoint, token_secret=secret, dev_auth=True,
                         mock_llm_base_url=mock_base, checkpoint_interval=checkpoint, stop_poll_interval=1.0,
                         serve_h5=False)
     services = Services.from_settings(settings)
-    services.store = DynamoDBChatStore(Table(table, client=client))
+    services.store = DynamoDBChatStore(table_)
     app = create_app(settings, services)
     port = dynamodb_local.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))

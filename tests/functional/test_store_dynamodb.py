@@ -1,4 +1,6 @@
-"""The DynamoDB store against DynamoDB Local (the table built from template.yaml)."""
+"""The DynamoDB store against DynamoDB Local (the table built from template.yaml), through both ways
+the table reaches DynamoDB: its own JSON protocol client (store/wire.py, what the app uses) and an
+injected botocore client (tests, tools, a configured HTTP proxy)."""
 
 from __future__ import annotations
 
@@ -17,9 +19,19 @@ from chatrelay_dev.local import dynamodb_local
 from tests.conftest import TABLE
 
 
+@pytest.fixture(params=["wire", "botocore"])
+def store(dynamodb, request) -> DynamoDBChatStore:
+    if request.param == "wire":
+        table = Table(TABLE, endpoint_url=dynamodb.endpoint)
+    else:
+        table = Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint))
+    return DynamoDBChatStore(table, retention_days=7)
+
+
 @pytest.fixture
-def store(dynamodb) -> DynamoDBChatStore:
-    return DynamoDBChatStore(Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint)), retention_days=7)
+def raw(dynamodb):
+    """A plain botocore client, to read items as DynamoDB holds them."""
+    return dynamodb_local.local_client(dynamodb.endpoint)
 
 
 def _turn(conversation_id: str, question: str = "q", message_id: str | None = None) -> Turn:
@@ -30,12 +42,12 @@ def run(fn, *args, **kwargs):
     return anyio.run(lambda: fn(*args, **kwargs))
 
 
-def test_start_creates_the_conversation_and_the_turn_with_ttl(store, user):
+def test_start_creates_the_conversation_and_the_turn_with_ttl(store, raw, user):
     cid = new_ulid()
     start = run(store.start_turn, user, None, _turn(cid, "What is SSE?"))
     assert not start.duplicate and start.conversation.title == "What is SSE?"
-    raw = store.table.client.get_item(TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}})
-    expires = int(raw["Item"]["expiresAt"]["N"])
+    item = raw.get_item(TableName=TABLE, Key={"pk": {"S": f"USER#{user}"}, "sk": {"S": f"MSG#{start.turn.message_id}"}})
+    expires = int(item["Item"]["expiresAt"]["N"])
     assert abs(expires - (time.time() + 7 * 86400)) < 60
     conversation = run(store.get_conversation, user, cid)
     assert conversation.turn_count == 1

@@ -18,9 +18,13 @@ consistent reads; listings go through ``gsi1``.
 The repositories (``store/dynamodb.py``: turns and conversations;
 ``store/refresh_tokens.py``; ``quotas/store.py``) build keys with the functions
 here and call DynamoDB only through :class:`Table`, with plain Python values in and
-out. boto3 is blocking: every call runs in a worker thread (bounded by a capacity
-limiter), so the event loop that relays tokens never waits on DynamoDB. botocore's
-exceptions become ``chatrelay.errors`` here and nowhere else.
+out. The table speaks DynamoDB's JSON protocol on the event loop itself
+(``store/wire.py``: no botocore, no worker thread, tens of microseconds of CPU per
+call); only an injected botocore client (tests, tools) or a configured HTTP proxy
+takes the botocore path, whose blocking calls run in worker threads (bounded by a
+capacity limiter) so that the event loop that relays tokens never waits on them.
+DynamoDB's errors become ``chatrelay.errors`` here (and in ``wire.py``) and nowhere
+else.
 """
 
 from __future__ import annotations
@@ -34,11 +38,9 @@ from decimal import Decimal
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import anyio
-import botocore.session
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from chatrelay import errors
+from chatrelay.store import wire
 from chatrelay.store.records import Page
 
 T = TypeVar("T")
@@ -143,8 +145,10 @@ def _attribute(value: Any) -> dict[str, Any]:
 def _value(attribute: Mapping[str, Any]) -> Any:
     [(kind, value)] = attribute.items()
     match kind:
-        case "S" | "B" | "BOOL":
+        case "S" | "BOOL":
             return value
+        case "B":  # bytes from botocore, base64 from the JSON protocol
+            return value if isinstance(value, bytes) else base64.b64decode(value)
         case "N":
             return _number(value)
         case "NULL":
@@ -153,8 +157,10 @@ def _value(attribute: Mapping[str, Any]) -> Any:
             return {name: _value(v) for name, v in value.items()}
         case "L":
             return [_value(v) for v in value]
-        case "SS" | "BS":
+        case "SS":
             return set(value)
+        case "BS":
+            return {v if isinstance(v, bytes) else base64.b64decode(v) for v in value}
         case "NS":
             return {_number(v) for v in value}
     raise TypeError(f"unknown DynamoDB type {kind!r}")
@@ -193,15 +199,19 @@ def _decode_cursor(cursor: str | None, partition_key: str, partition: str) -> di
 
 @functools.cache
 def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", max_pool: int = 64) -> Any:
-    """The process's DynamoDB client for these settings, with standard retries (backoff with jitter).
+    """A botocore DynamoDB client for these settings, with standard retries (backoff with jitter).
 
-    Built once per process: a client loads botocore's service model and holds a
-    connection pool, and one client is safe to share between threads.
+    Only for the botocore path (an HTTP proxy is configured); built once per process: a client
+    loads botocore's service model and holds a connection pool, and one client is safe to share
+    between threads.
     """
+    import botocore.session
+    from botocore.config import Config
+
     config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        connect_timeout=3,
-        read_timeout=10,
+        retries={"mode": "standard", "max_attempts": wire.MAX_ATTEMPTS},
+        connect_timeout=wire.CONNECT_TIMEOUT,
+        read_timeout=wire.READ_TIMEOUT,
         max_pool_connections=max_pool,
     )
     # botocore itself: boto3 would add nothing here but its import time.
@@ -210,17 +220,34 @@ def dynamodb_client(endpoint_url: str | None = None, region: str = "us-east-1", 
     )
 
 
-def _translate(exc: ClientError) -> errors.ChatRelayError:
-    error = exc.response.get("Error", {})
-    code = error.get("Code", "")
-    if code == "ConditionalCheckFailedException":
-        return errors.ConditionFailed()
-    if code == "TransactionCanceledException":
-        reasons = tuple(reason.get("Code") for reason in exc.response.get("CancellationReasons", []))
-        return errors.TransactionCanceled(reasons=reasons)
-    if code == "ValidationException":
-        return errors.InvalidRequest(error.get("Message", "invalid"))
-    return errors.StorageError(f"DynamoDB {code}")
+_METHODS = {"GetItem": "get_item", "UpdateItem": "update_item", "TransactWriteItems": "transact_write_items",
+            "Query": "query", "BatchWriteItem": "batch_write_item"}
+
+
+class BotocoreWire:
+    """The operations through a botocore client, each in a worker thread (bounded by a capacity limiter)."""
+
+    def __init__(self, client: Any, max_threads: int = 64) -> None:
+        self.client = client
+        self._limiter = anyio.CapacityLimiter(max_threads)
+
+    async def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        method = getattr(self.client, _METHODS[operation])
+
+        def run() -> dict[str, Any]:
+            try:
+                return method(**request)
+            except ClientError as exc:
+                error = exc.response.get("Error", {})
+                raise wire.error_for(error.get("Code", ""), error.get("Message", ""),
+                                     exc.response.get("CancellationReasons")) from exc
+            except BotoCoreError as exc:
+                raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
+
+        # The worker thread is not abandoned on cancellation: a write that started finishes.
+        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
 
 
 class Table:
@@ -235,32 +262,29 @@ class Table:
         region: str = "us-east-1",
         max_threads: int = 64,
     ) -> None:
+        """``max_threads``: DynamoDB requests in flight at once (connections, or worker threads on the
+        botocore path). An injected botocore ``client`` wins; a configured HTTP proxy also takes the
+        botocore path (``wire.py`` speaks to DynamoDB directly)."""
         self.name = name
-        # An injected client wins; otherwise the process's one.
-        self._client = client or dynamodb_client(endpoint_url, region, max_threads)
-        self._limiter = anyio.CapacityLimiter(max_threads)
+        self.wire: wire.DynamoDBHTTP | BotocoreWire
+        if client is not None or wire.proxy_configured():
+            self.wire = BotocoreWire(client or dynamodb_client(endpoint_url, region, max_threads), max_threads)
+        else:
+            self.wire = wire.DynamoDBHTTP(region=region, endpoint_url=endpoint_url, max_connections=max_threads)
 
     @property
-    def client(self) -> Any:
-        return self._client
+    def client(self) -> Any | None:
+        """The botocore client of the botocore path (None on the direct path)."""
+        return self.wire.client if isinstance(self.wire, BotocoreWire) else None
 
-    async def _call(self, operation: Callable[..., T], /, **kwargs: Any) -> T:
-        def run() -> T:
-            try:
-                return operation(**kwargs)
-            except ClientError as exc:
-                raise _translate(exc) from exc
-            except BotoCoreError as exc:
-                raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
-
-        # The worker thread is not abandoned on cancellation: a write that started finishes.
-        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+    async def _call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.wire.call(operation, request)
 
     async def get(self, key: Key, *, consistent: bool = True, projection: str | None = None) -> Item | None:
         """The item at ``key`` (only the ``projection`` attributes, if given), or None."""
         extra = {"ProjectionExpression": projection} if projection else {}
         response = await self._call(
-            self._client.get_item, TableName=self.name, Key=serialize(key), ConsistentRead=consistent, **extra
+            "GetItem", {"TableName": self.name, "Key": serialize(key), "ConsistentRead": consistent, **extra}
         )
         item = response.get("Item")
         return deserialize(item) if item is not None else None
@@ -276,7 +300,7 @@ class Table:
         request = self._update_request(key, expression, condition, attributes)
         if return_new:
             request["ReturnValues"] = "ALL_NEW"
-        response = await self._call(self._client.update_item, **request)
+        response = await self._call("UpdateItem", request)
         return deserialize(response["Attributes"]) if return_new else None
 
     async def conditional_update(
@@ -318,7 +342,7 @@ class Table:
 
     async def transact_write(self, operations: Sequence[dict[str, Any]]) -> None:
         """All of ``operations`` or none; TransactionCanceled says why not, per operation."""
-        await self._call(self._client.transact_write_items, TransactItems=list(operations))
+        await self._call("TransactWriteItems", {"TransactItems": list(operations)})
 
     # ---- queries ----------------------------------------------------------------
 
@@ -378,7 +402,7 @@ class Table:
         optional = {"IndexName": index, "Limit": limit, "ProjectionExpression": projection,
                     "ConsistentRead": consistent or None, "ExclusiveStartKey": start}
         request.update({name: value for name, value in optional.items() if value})
-        response = await self._call(self._client.query, **request)
+        response = await self._call("Query", request)
         return [deserialize(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
 
     # ---- deletes ----------------------------------------------------------------
@@ -391,7 +415,7 @@ class Table:
     async def _delete_batch(self, keys: Sequence[Key]) -> None:
         requests = {self.name: [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]}
         for attempt in range(8):
-            response = await self._call(self._client.batch_write_item, RequestItems=requests)
+            response = await self._call("BatchWriteItem", {"RequestItems": requests})
             requests = response.get("UnprocessedItems") or {}
             if not requests:
                 return
