@@ -55,10 +55,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Literal
 
 from starlette.responses import Response
@@ -81,6 +82,11 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 def _json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+# What json.dumps(ensure_ascii=False) does to a str (its C encoder), without building a JSONEncoder
+# per call as json.dumps does with non-default options: the delta, once per token.
+_json_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
 
 def _meta(event: MetaEvent) -> dict[str, str]:
@@ -125,7 +131,7 @@ def to_wire(event: RelayEvent, fmt: StreamFormat) -> bytes:
     if isinstance(event, DeltaEvent):
         if fmt == "text":
             return _text_data(event.text, event.offset)
-        return f"id: {event.offset}\ndata: {_json({'delta': event.text})}\n\n".encode()
+        return f'id: {event.offset}\ndata: {{"delta":{_json_string(event.text)}}}\n\n'.encode()
     encode = _comment if fmt == "text" else _named
     if isinstance(event, MetaEvent):
         return encode("meta", _meta(event))
@@ -138,12 +144,9 @@ def to_wire(event: RelayEvent, fmt: StreamFormat) -> bytes:
     raise TypeError(f"not a relay event: {event!r}")
 
 
-async def _wire_events(events: AsyncIterator[RelayEvent], fmt: StreamFormat) -> AsyncIterator[bytes]:
-    # An immediate comment: the client (and every proxy on the way) sees bytes at once.
-    yield STREAM_OPEN
-    async for event in events:
-        yield to_wire(event, fmt)
-    yield END
+
+
+_TO_WIRE: dict[str, Callable[[RelayEvent], bytes]] = {fmt: functools.partial(to_wire, fmt=fmt) for fmt in ("json", "text")}
 
 
 class _Stream:
@@ -217,13 +220,20 @@ class EventStreamResponse(Response):
 
     def __init__(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[Any],
         *,
         headers: Mapping[str, str] | None = None,
         ping_interval: float = 15.0,
         send_timeout: float | None = SEND_TIMEOUT,
+        encode: Callable[[Any], bytes] | None = None,
+        first: bytes = b"",
+        last: bytes = b"",
     ) -> None:
+        """``chunks``: encoded SSE (bytes), or items that ``encode`` turns into it (one generator less
+        per event); ``first`` is sent before them, ``last`` after them when they ran to their end."""
         self.body_iterator = chunks
+        self.encode = encode
+        self.first, self.last = first, last
         self.status_code = 200
         self.background = None
         self.ping_interval = ping_interval
@@ -241,17 +251,23 @@ class EventStreamResponse(Response):
         assert task is not None
         listener = stream.loop.create_task(_listen_for_disconnect(receive, stream))
         _shutdown.watch(stream)
-        chunks = self.body_iterator
+        chunks, encode, now = self.body_iterator, self.encode, stream.loop.time
         finished = False
         try:
             try:
+                if self.first:
+                    await body_send({"type": "http.response.body", "body": self.first, "more_body": True})
                 async for chunk in chunks:
+                    if encode is not None and not (chunk := encode(chunk)):
+                        continue
                     if stream.ping is not None:  # one writer: let a ping in flight go out first
                         await stream.ping
-                    stream.sending_since = stream.loop.time()
+                    stream.sending_since = now()
                     await body_send({"type": "http.response.body", "body": chunk, "more_body": True})
                     stream.sending_since = 0.0
                 finished = True
+                if self.last:
+                    await body_send({"type": "http.response.body", "body": self.last, "more_body": True})
             except asyncio.CancelledError:
                 if stream.ended_by is None or task.uncancel() > 0:
                     raise  # cancelled by someone else: let it through
@@ -334,4 +350,6 @@ def sse_response(
     ping_interval: float = 15.0,
     headers: Mapping[str, str] | None = None,
 ) -> EventStreamResponse:
-    return event_stream_response(_wire_events(events, fmt), ping_interval=ping_interval, headers=headers)
+    # STREAM_OPEN first, an immediate comment: the client (and every proxy on the way) sees bytes at once.
+    return EventStreamResponse(events, headers=headers, ping_interval=ping_interval, first=STREAM_OPEN, last=END,
+                               encode=_TO_WIRE[fmt])
