@@ -9,6 +9,7 @@ checkpoints, stop polls, the ending).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from typing import Any
@@ -60,6 +61,8 @@ def measure_turns(endpoint: str, table: str, mock_base: str, secret: str, checkp
                   long_tokens: int = 2000) -> dict[str, dict[str, Any]]:
     """WCU and RCU of a short (10 tokens) and a long answer (``long_tokens`` at 200 tokens/s),
     with the production checkpoint and stop-poll intervals, and the calls that consumed them."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(name, "local")  # DynamoDB Local takes any keys; the app reads them from here
     table_ = Table(table, endpoint_url=endpoint)
     meter = CapacityMeter(table_.wire)
     table_.wire = meter  # type: ignore[assignment]

@@ -95,6 +95,17 @@ def relay_request(port: int, token: str, directive: str) -> bytes:
     ).encode() + body
 
 
+def openai_request(port: int, directive: str, *, key: str, model: str = "mock-gpt") -> bytes:
+    """A streamed chat completion from an OpenAI-compatible proxy (LiteLLM), the same prompt as the relay's."""
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": f"bench [mock {directive} stamp=1]"}]}).encode()
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
 def direct_request(port: int, directive: str) -> bytes:
     body = json.dumps({"model": "mock-gpt", "stream": True, "stream_options": {"include_usage": True},
                        "messages": [{"role": "user", "content": f"bench [mock {directive} stamp=1]"}]}).encode()
