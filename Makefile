@@ -68,8 +68,19 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[bench]'
 	touch $@
 
-# Benchmarks (bench/run.py): a full run writes bench/results/report.md and PNG plots.
-bench: install $(VENV)/.bench-installed
+# LiteLLM proxy, a baseline of make bench, in a venv of its own (its dependencies would clash with ours).
+LITELLM_VENV := .tools/litellm
+LITELLM_SPEC ?= litellm[proxy]==1.108.7
+$(LITELLM_VENV)/.installed:
+	$(PYTHON) -m venv $(LITELLM_VENV)
+	$(LITELLM_VENV)/bin/pip install -q --upgrade pip
+	$(LITELLM_VENV)/bin/pip install -q '$(LITELLM_SPEC)'
+	touch $@
+
+# Benchmarks (bench/run.py): a full run writes bench/results/report.md and PNG plots, with the
+# hand-written relay and LiteLLM proxy as baselines. bench-quick (CI) skips LiteLLM: installing it
+# takes about a minute.
+bench: install $(VENV)/.bench-installed $(LITELLM_VENV)/.installed
 	$(PY) bench/run.py
 
 bench-quick: install $(VENV)/.bench-installed

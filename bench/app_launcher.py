@@ -4,8 +4,12 @@
 
 Always: a ``gc.callbacks`` hook appends every full (generation 2) collection to
 ``BENCH_GC_LOG`` (``monotonic_ns wall_ms cpu_ms``), so the report can show the
-stop-the-world pauses behind the tail latencies. Nothing else changes: the app is
-``chatrelay.api.asgi:app`` as uvicorn would load it.
+stop-the-world pauses behind the tail latencies. And httpx's command-line module is
+kept out, for every relay launched here (chatrelay and the hand-written one alike):
+``import httpx`` imports it, and it imports click, rich and pygments when they are
+installed. The development venv has rich and pygments (schemathesis needs them); the
+Lambda layer ships neither, so there httpx skips the module (about 5 MB of RSS).
+Nothing else changes: the app is the module uvicorn is given, as uvicorn would load it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def _log_full_collections(path: str) -> None:
 
 
 def main() -> None:
+    sys.modules["httpx._main"] = None  # type: ignore[assignment]  # httpx falls back as without its CLI extra
     if os.environ.get("BENCH_GC_LOG"):
         _log_full_collections(os.environ["BENCH_GC_LOG"])
     import uvicorn

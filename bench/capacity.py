@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+
 from chatrelay.api.app import create_app
 from chatrelay.api.services import Services
 from chatrelay.settings import Settings

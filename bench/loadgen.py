@@ -95,6 +95,17 @@ def relay_request(port: int, token: str, directive: str) -> bytes:
     ).encode() + body
 
 
+def openai_request(port: int, directive: str, *, key: str, model: str = "mock-gpt") -> bytes:
+    """A streamed chat completion from an OpenAI-compatible proxy (LiteLLM), the same prompt as the relay's."""
+    body = json.dumps({"model": model, "stream": True,
+                       "messages": [{"role": "user", "content": f"bench [mock {directive} stamp=1]"}]}).encode()
+    return (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nAccept: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
 def direct_request(port: int, directive: str) -> bytes:
     body = json.dumps({"model": "mock-gpt", "stream": True, "stream_options": {"include_usage": True},
                        "messages": [{"role": "user", "content": f"bench [mock {directive} stamp=1]"}]}).encode()
@@ -113,7 +124,7 @@ async def stream(port: int, request: bytes, timeout: float = 60.0) -> StreamResu
     try:
         transport, _ = await loop.create_connection(lambda: _SSEProtocol(request, result, done), "127.0.0.1", port)
         await asyncio.wait_for(done, timeout)
-    except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         result.error = result.error or type(exc).__name__
     finally:
         if transport is not None:

@@ -126,7 +126,7 @@ def _size_mb(path: Path) -> float:
 
 def test_built_layer_holds_the_package_and_its_dependencies_but_not_boto3():
     assert (LAYER / "chatrelay" / "__init__.py").is_file() and (LAYER / "chatrelay" / "api" / "app.py").is_file()
-    for dependency in ("fastapi", "uvicorn", "sse_starlette", "httpx", "pydantic_core", "jwt", "mangum",
+    for dependency in ("fastapi", "uvicorn", "httpx", "pydantic_core", "jwt", "mangum",
                        "aws_lambda_powertools"):
         assert (LAYER / dependency).is_dir(), dependency
     for provided_by_lambda in ("boto3", "botocore", "s3transfer"):

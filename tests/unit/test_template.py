@@ -110,13 +110,16 @@ def test_no_wildcard_resources_in_our_iam_statements():
 
 
 def _dynamodb_calls() -> dict[str, set[str]]:
-    """Every DynamoDB client call in the package (``self._client.<call>``), by module."""
+    """Every DynamoDB client call in the package, by module: ``self._client.<call>`` (a botocore client)
+    and the table core's ``self._call("<Operation>", ...)`` (store/table.py), both as botocore's method
+    names (``get_item``)."""
     found = {}
     for module in PACKAGE.rglob("*.py"):
         text = module.read_text()
         if module.parent.name in ("mockllm", "local") or "dynamodb" not in text.lower():
             continue  # development tools, or modules whose _client is an HTTP client
         calls = set(re.findall(r"_client\.(\w+)", text))
+        calls |= {re.sub(r"(?<!^)([A-Z])", r"_\1", op).lower() for op in re.findall(r'_call\(\s*"(\w+)"', text)}
         if calls:
             found[str(module.relative_to(PACKAGE))] = calls
     return found

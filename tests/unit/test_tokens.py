@@ -73,3 +73,22 @@ def test_openids_and_refresh_token_users_must_match_whole_too():
     encoded = base64.urlsafe_b64encode(b"user-1\n").decode().rstrip("=")
     with pytest.raises(errors.RefreshTokenInvalid):
         _parse(f"{encoded}.family.secret")
+
+
+def test_a_remembered_token_still_expires():
+    service = _service(ttl=1)
+    token = service.issue("user-1")
+    assert service.verify(token) == "user-1"
+    assert service.verify(token) == "user-1"  # remembered
+    time.sleep(2.05)
+    with pytest.raises(errors.Unauthorized, match="expired"):
+        service.verify(token)
+
+
+def test_only_verified_tokens_are_remembered():
+    service = _service()
+    claims = {"sub": "u", "iss": "chatrelay", "aud": "app", "iat": 0, "exp": int(time.time()) + 60}
+    forged = jwt.encode(claims, "x" * 40)
+    for _ in range(2):
+        with pytest.raises(errors.Unauthorized):
+            service.verify(forged)

@@ -15,7 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from chatrelay import __version__, errors, snapshot
 from chatrelay.api import routes_auth, routes_history, routes_me, routes_requests, routes_system
 from chatrelay.api.limits import RequestLimitsMiddleware
-from chatrelay.api.middleware import RequestContextMiddleware
+from chatrelay.api.middleware import ChatRelayAPI, RequestContextMiddleware
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
 from chatrelay.settings import Settings, get_settings
@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         await drain_detached()
         await services.aclose()
 
-    app = FastAPI(
+    app = ChatRelayAPI(
         title="chatrelay",
         version=__version__,
         description="Streams LLM answers as SSE and keeps every chat turn in DynamoDB.",

@@ -8,6 +8,13 @@ line when the response ends: method, path, status, duration and the user id hash
 It also reads the Lambda invocation context Lambda Web Adapter forwards, once, when it
 is to be trusted (``trust_lambda_context``; lambda_context.py), and keeps it in
 ``scope["state"]`` for the routes.
+
+:class:`ChatRelayAPI` is the app's FastAPI: it keeps the server's own ``send`` in the scope
+(``RAW_SEND``), so that a stream's body messages skip the per-message wrappers of every
+middleware (Starlette's error and exception middlewares, this one, CORS); the response's
+start message still passes all of them (streaming/response.py). The middlewares of this
+app look at the start message only; one that must see body bytes (compression, say) has no
+place in front of the stream routes.
 """
 
 from __future__ import annotations
@@ -15,10 +22,12 @@ from __future__ import annotations
 import time
 import uuid
 
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatrelay.api import lambda_context
 from chatrelay.observability import hash_user_id, logger
+from chatrelay.streaming import RAW_SEND
 
 _REQUEST_ID_HEADERS = (b"x-amzn-requestid", b"x-amz-request-id", b"x-request-id")
 
@@ -74,3 +83,12 @@ class RequestContextMiddleware:
                 },
             )
             logger.thread_safe_remove_keys(["request_id"])
+
+
+class ChatRelayAPI(FastAPI):
+    """FastAPI that hands the server's ``send`` to the stream responses (see the module docstring)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)

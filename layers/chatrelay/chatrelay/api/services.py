@@ -128,5 +128,6 @@ class Services:
         )
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: FastAPI would run a plain def dependency in a worker thread (api/security.py).
     return request.app.state.services

@@ -166,8 +166,15 @@ class TurnRelay:
         key = (self._user_id, turn.message_id)
         _running[key] = self
         driver.add_done_callback(lambda _: _running.pop(key, None))
+        items, ready = outbox.items, outbox.ready
         try:
-            async for event in outbox:
+            while True:  # the outbox, read here rather than through one more generator
+                if not items:
+                    ready.clear()
+                    await ready.wait()
+                event = items.popleft()
+                if event is None:
+                    return
                 yield event
         finally:
             outbox.open = False
@@ -213,6 +220,13 @@ class TurnRelay:
         total_deadline = started + limits.max_answer_seconds
         if limits.deadline is not None:
             total_deadline = min(total_deadline, limits.deadline)
+        # The idle deadline is moved at most once per `slack` (rescheduling a timer per delta was a
+        # measurable cost per token): it always lies between idle_timeout and idle_timeout + slack
+        # after the last delta.
+        idle = limits.idle_timeout
+        slack = min(1.0, idle / 10)
+        move_after = 0.0
+        monotonic = time.monotonic
         ending: tuple[TurnStatus, str] | None = None
         try:
             try:
@@ -249,8 +263,9 @@ class TurnRelay:
                             if len(delta.text) > room:
                                 ending = (TurnStatus.TRUNCATED, "length_cap")
                                 break
-                        if progress.ttft_ms is not None:
-                            budget.reschedule(min(time.monotonic() + limits.idle_timeout, total_deadline))
+                        if progress.ttft_ms is not None and (now := monotonic()) >= move_after:
+                            budget.reschedule(min(now + idle + slack, total_deadline))
+                            move_after = now + slack
             except TimeoutError:
                 if time.monotonic() >= total_deadline:
                     lambda_deadline = limits.deadline is not None and total_deadline == limits.deadline
@@ -442,35 +457,24 @@ async def drain_detached(timeout: float = 5.0) -> None:
 
 
 class _Outbox:
-    """Events from the driver to the response, in order, one by one.
+    """Events from the driver to the response, in order, one by one (``None`` ends them).
 
     A deque and an event rather than an ``asyncio.Queue``: the driver never waits
     to put, and the response takes whatever is there without a wake-up per item.
     """
 
-    __slots__ = ("_items", "_ready", "open")
+    __slots__ = ("items", "ready", "open")
 
     def __init__(self) -> None:
-        self._items: deque[RelayEvent | None] = deque()
-        self._ready = asyncio.Event()
+        self.items: deque[RelayEvent | None] = deque()
+        self.ready = asyncio.Event()
         self.open = True
 
     def put(self, event: RelayEvent) -> None:
         if self.open:
-            self._items.append(event)
-            self._ready.set()
+            self.items.append(event)
+            self.ready.set()
 
     def close(self) -> None:
-        self._items.append(None)
-        self._ready.set()
-
-    async def __aiter__(self) -> AsyncIterator[RelayEvent]:
-        items = self._items
-        while True:
-            if not items:
-                self._ready.clear()
-                await self._ready.wait()
-            event = items.popleft()
-            if event is None:
-                return
-            yield event
+        self.items.append(None)
+        self.ready.set()

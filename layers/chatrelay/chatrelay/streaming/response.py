@@ -1,10 +1,7 @@
-"""Relay events as an HTTP SSE response, built on sse-starlette.
+"""Relay events as an HTTP SSE response: the wire format, and the response that writes it.
 
-sse-starlette owns the response mechanics: the generator, the ping task and the
-disconnect listener run as siblings in one task group, and every write goes
-through one lock, so a ping never lands inside an event. This module maps relay
-events to wire bytes (encoded here, in the field order sse-starlette uses: comment,
-id, event, data), in two formats:
+Relay events become wire bytes here (encoded by hand, one ASGI message per event, in the
+field order comment, id, event, data), in two formats:
 
 - ``json`` (default): ``event: meta``, unnamed ``{"delta"}`` events whose ``id`` is
   the answer's character offset, ``event: reasoning``, ``event: error``,
@@ -28,37 +25,72 @@ id, event, data), in two formats:
   only way line breaks survive @microsoft/fetch-event-source, whose parser drops an
   event's leading empty data lines (so a delta ``"\n"`` would vanish).
 
-Deliberate deviations from sse-starlette's defaults: ``Cache-Control`` is
-``no-cache, no-transform`` (proxies must neither cache nor re-encode), and the
-``Connection: keep-alive`` header it adds is removed: it is hop-by-hop, and
-forbidden in HTTP/2, which API Gateway and CloudFront speak to clients.
+:class:`EventStreamResponse` writes them. It replaced sse-starlette's
+``EventSourceResponse``, which wrapped every event in an anyio cancel scope
+(``move_on_after``) and ran four tasks per response in an anyio task group (the
+generator, pings, the disconnect listener, a shutdown listener); that was a measurable
+share of the CPU per relayed token (bench/results/report.md). The guarantees are kept:
 
-sse-starlette is imported by the first stream, not at start-up: it imports uvicorn, which the
-buffered API function (Mangum) has no other use for (~10 ms of its cold start).
+- **One writer, pings never inside an event.** Each event is one ASGI body message
+  (which the server writes whole), and at most one send is in progress at any time:
+  a ping is sent (every ``ping_interval``, ``: ping``) only while the stream is not
+  sending, and an event waits for a ping in flight. No lock, no task per event.
+- **Disconnect detection.** One listener per response waits for ``http.disconnect``
+  and ends the stream at once (the event source is closed, so a turn without
+  ``finish_on_disconnect`` stops).
+- **Send timeouts.** A send that has not returned after ``send_timeout`` seconds
+  (a client that stopped reading while the server's buffers filled up) ends the
+  stream and drops the connection, checked on the ping timer rather than per send.
+- **Server shutdown** ends the streams (uvicorn waits for open connections before
+  it shuts the app down), found as sse-starlette finds it: a watcher per event loop
+  polls uvicorn's ``should_exit`` while streams are open.
+- ``HEAD`` is answered with the headers only; the stream never starts.
+
+Body messages go straight to the server's ``send`` when the app offers it in the scope
+(``RAW_SEND``, set by ``api.middleware.ChatRelayAPI``): the start message still passes
+every middleware (status, ``X-Request-ID``, CORS headers), but no middleware sees body
+bytes, so none wraps each event. None of the app's middlewares touches a body.
+
+Headers: ``Cache-Control: no-cache, no-transform`` (proxies must neither cache nor
+re-encode) and ``X-Accel-Buffering: no``; no ``Connection`` header (hop-by-hop, and
+forbidden in HTTP/2, which API Gateway and CloudFront speak to clients).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Literal
+import signal
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Literal
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
+from chatrelay.streaming import RAW_SEND
 
 StreamFormat = Literal["json", "text"]
 SEP = "\n"
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
 STREAM_OPEN = b": stream open\n\n"
 END = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+SEND_TIMEOUT = 30.0
+"""Seconds a single send may take before the client counts as gone."""
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-if TYPE_CHECKING:
-    from sse_starlette import EventSourceResponse
 
 
 def _json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+# What json.dumps(ensure_ascii=False) does to a str (its C encoder), without building a JSONEncoder
+# per call as json.dumps does with non-default options: the delta, once per token.
+_json_string = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
 
 
 def _meta(event: MetaEvent) -> dict[str, str]:
@@ -109,7 +141,7 @@ def to_wire(event: RelayEvent, fmt: StreamFormat, newlines: NewlineStyle = "line
     if isinstance(event, DeltaEvent):
         if fmt == "text":
             return _text_data(event.text, event.offset, newlines)
-        return f"id: {event.offset}\ndata: {_json({'delta': event.text})}\n\n".encode()
+        return f'id: {event.offset}\ndata: {{"delta":{_json_string(event.text)}}}\n\n'.encode()
     encode = _comment if fmt == "text" else _named
     if isinstance(event, MetaEvent):
         return encode("meta", _meta(event))
@@ -122,31 +154,206 @@ def to_wire(event: RelayEvent, fmt: StreamFormat, newlines: NewlineStyle = "line
     raise TypeError(f"not a relay event: {event!r}")
 
 
-async def _wire_events(
-    events: AsyncIterator[RelayEvent], fmt: StreamFormat, newlines: NewlineStyle
-) -> AsyncIterator[bytes]:
-    # An immediate comment: the client (and every proxy on the way) sees bytes at once.
-    yield STREAM_OPEN
-    async for event in events:
-        yield to_wire(event, fmt, newlines)
-    yield END
+
+
+_TO_WIRE: dict[tuple[str, str], Callable[[RelayEvent], bytes]] = {
+    (fmt, newlines): functools.partial(to_wire, fmt=fmt, newlines=newlines)
+    for fmt in ("json", "text") for newlines in ("lines", "marker")
+}
+
+
+class _Stream:
+    """The state of one response being written; its callbacks run on the event loop."""
+
+    __slots__ = ("task", "loop", "send", "ping_interval", "send_timeout", "sending_since", "ping", "ended_by",
+                 "closed", "timer")
+
+    def __init__(self, send: Send, ping_interval: float, send_timeout: float | None) -> None:
+        self.task = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        self.send = send
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.sending_since = 0.0
+        """``loop.time()`` the send in progress began at, 0 when none is."""
+        self.ping: asyncio.Task | None = None
+        self.ended_by: str | None = None
+        """Why the stream was ended from outside: disconnect, shutdown or send_timeout."""
+        self.closed = False
+        self.timer: asyncio.TimerHandle | None = None
+        interval = min(x for x in (ping_interval, send_timeout or 0) if x > 0) if ping_interval or send_timeout else 0
+        if interval:
+            self.timer = self.loop.call_later(interval, self._tick, interval)
+
+    def end(self, reason: str) -> None:
+        """End the stream from outside (the writer task is cancelled and finishes cleanly)."""
+        if self.ended_by is None and not self.closed:
+            self.ended_by = reason
+            assert self.task is not None
+            self.task.cancel()
+
+    def _tick(self, interval: float) -> None:
+        if self.closed:
+            return
+        now = self.loop.time()
+        if self.sending_since:
+            if self.send_timeout and now - self.sending_since > self.send_timeout:
+                self.end("send_timeout")
+                return
+        elif self.ping_interval and self.ping is None:
+            self.ping = self.loop.create_task(self._ping())
+        self.timer = self.loop.call_later(interval, self._tick, interval)
+
+    async def _ping(self) -> None:
+        try:
+            self.sending_since = self.loop.time()
+            await self.send({"type": "http.response.body", "body": PING, "more_body": True})
+        finally:
+            self.sending_since = 0.0
+            self.ping = None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+async def _listen_for_disconnect(receive: Receive, stream: _Stream) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            stream.end("disconnect")
+            return
+
+
+class EventStreamResponse(Response):
+    """Already-encoded SSE chunks as a streamed response (see the module docstring for its guarantees)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[Any],
+        *,
+        headers: Mapping[str, str] | None = None,
+        ping_interval: float = 15.0,
+        send_timeout: float | None = SEND_TIMEOUT,
+        encode: Callable[[Any], bytes] | None = None,
+        first: bytes = b"",
+        last: bytes = b"",
+    ) -> None:
+        """``chunks``: encoded SSE (bytes), or items that ``encode`` turns into it (one generator less
+        per event); ``first`` is sent before them, ``last`` after them when they ran to their end."""
+        self.body_iterator = chunks
+        self.encode = encode
+        self.first, self.last = first, last
+        self.status_code = 200
+        self.background = None
+        self.ping_interval = ping_interval
+        self.send_timeout = send_timeout
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        body_send: Send = scope.get(RAW_SEND) or send
+        stream = _Stream(body_send, self.ping_interval, self.send_timeout)
+        task = stream.task
+        assert task is not None
+        listener = stream.loop.create_task(_listen_for_disconnect(receive, stream))
+        _shutdown.watch(stream)
+        chunks, encode, now = self.body_iterator, self.encode, stream.loop.time
+        finished = False
+        try:
+            try:
+                if self.first:
+                    await body_send({"type": "http.response.body", "body": self.first, "more_body": True})
+                async for chunk in chunks:
+                    if encode is not None and not (chunk := encode(chunk)):
+                        continue
+                    if stream.ping is not None:  # one writer: let a ping in flight go out first
+                        await stream.ping
+                    stream.sending_since = now()
+                    await body_send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    stream.sending_since = 0.0
+                finished = True
+                if self.last:
+                    await body_send({"type": "http.response.body", "body": self.last, "more_body": True})
+            except asyncio.CancelledError:
+                if stream.ended_by is None or task.uncancel() > 0:
+                    raise  # cancelled by someone else: let it through
+            stream.close()
+            if stream.ping is not None:
+                with contextlib.suppress(Exception):
+                    await stream.ping
+            if stream.ended_by in (None, "shutdown"):
+                await body_send({"type": "http.response.body", "body": b"", "more_body": False})
+            # After a disconnect there is nobody to tell; after a send timeout the connection is
+            # stuck: returning without the last message makes the server drop it.
+        finally:
+            stream.close()
+            listener.cancel()
+            _shutdown.forget(stream)
+            if not finished:
+                # Ended early (disconnect, shutdown, timeout, an error): close the source now, so a
+                # relay that is not to outlive its client stops (its events' finally runs).
+                aclose = getattr(chunks, "aclose", None)
+                if aclose is not None:
+                    with contextlib.suppress(Exception):
+                        await aclose()
+
+
+class _ShutdownWatch:
+    """Ends the open streams when uvicorn begins to shut down (it waits for open connections first).
+
+    uvicorn is found as sse-starlette finds it: its ``Server.handle_exit`` is the SIGTERM handler.
+    One watcher task per event loop, alive only while that loop has open streams.
+    """
+
+    POLL = 0.5
+
+    def __init__(self) -> None:
+        self._streams: dict[asyncio.AbstractEventLoop, set[_Stream]] = {}
+
+    def watch(self, stream: _Stream) -> None:
+        streams = self._streams.get(stream.loop)
+        if streams is None:
+            streams = self._streams[stream.loop] = set()
+            stream.loop.create_task(self._run(stream.loop, streams))
+        streams.add(stream)
+
+    def forget(self, stream: _Stream) -> None:
+        self._streams.get(stream.loop, set()).discard(stream)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, streams: set[_Stream]) -> None:
+        try:
+            while streams:
+                if _uvicorn_should_exit():
+                    for stream in list(streams):
+                        stream.end("shutdown")
+                    return
+                await asyncio.sleep(self.POLL)
+        finally:
+            if self._streams.get(loop) is streams:
+                del self._streams[loop]
+
+
+def _uvicorn_should_exit() -> bool:
+    handler: Any = signal.getsignal(signal.SIGTERM)
+    server = getattr(handler, "__self__", None)
+    return bool(getattr(server, "should_exit", False))
+
+
+_shutdown = _ShutdownWatch()
 
 
 def event_stream_response(
     chunks: AsyncIterator[bytes], *, ping_interval: float = 15.0, headers: Mapping[str, str] | None = None
-) -> EventSourceResponse:
-    """Already-encoded SSE chunks as a response: pings, disconnect detection, unbuffered headers."""
-    from sse_starlette import EventSourceResponse, ServerSentEvent
-
-    response = EventSourceResponse(
-        chunks,
-        headers={**SSE_HEADERS, **(headers or {})},
-        ping=ping_interval,
-        sep=SEP,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep=SEP),
-    )
-    del response.headers["connection"]
-    return response
+) -> EventStreamResponse:
+    """Already-encoded SSE chunks as a response: pings, disconnect detection, send timeouts, unbuffered headers."""
+    return EventStreamResponse(chunks, headers=headers, ping_interval=ping_interval)
 
 
 def sse_response(
@@ -156,5 +363,7 @@ def sse_response(
     newlines: NewlineStyle = "lines",
     ping_interval: float = 15.0,
     headers: Mapping[str, str] | None = None,
-) -> EventSourceResponse:
-    return event_stream_response(_wire_events(events, fmt, newlines), ping_interval=ping_interval, headers=headers)
+) -> EventStreamResponse:
+    # STREAM_OPEN first, an immediate comment: the client (and every proxy on the way) sees bytes at once.
+    return EventStreamResponse(events, headers=headers, ping_interval=ping_interval, first=STREAM_OPEN, last=END,
+                               encode=_TO_WIRE[fmt, newlines])

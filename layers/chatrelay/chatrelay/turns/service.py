@@ -182,6 +182,8 @@ class TurnService:
         return self._stream(turn, self._follow(user_id, turn, after=after))
 
     async def _admit(self, user_id: str, conversation_id: str | None, message_id: str) -> Admission | None:
+        if self._quotas is None and (conversation_id is None or not self._settings.max_conversation_turns):
+            return None  # nothing to check: no tasks, no round trip (this runs before the upstream request)
         async def conversation_room() -> None:
             max_turns = self._settings.max_conversation_turns
             if conversation_id is None or not max_turns:
