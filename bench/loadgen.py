@@ -95,7 +95,7 @@ def relay_request(port: int, token: str, directive: str) -> bytes:
     ).encode() + body
 
 
-def openai_request(port: int, directive: str, *, key: str, model: str = "mock-gpt") -> bytes:
+def openai_request(port: int, directive: str, *, key: str, model: str | None = "mock-gpt") -> bytes:
     """A streamed chat completion from an OpenAI-compatible proxy (LiteLLM), the same prompt as the relay's."""
     body = json.dumps({"model": model, "stream": True,
                        "messages": [{"role": "user", "content": f"bench [mock {directive} stamp=1]"}]}).encode()

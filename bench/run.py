@@ -308,9 +308,19 @@ Rounds = dict[str, list[loadgen.StreamResult]]
 """Results per path: an app variant's name (through the relay) or ``direct``."""
 
 
+COMPLETIONS = "completions"
+"""Not an app: chatrelay's own process asked through POST /v1/chat/completions (the OpenAI surface)."""
+
+
+def _port(stack: Stack, name: str) -> int:
+    return stack.apps["app" if name == COMPLETIONS else name][1]
+
+
 def relay_request(stack: Stack, name: str, user: str, directive: str) -> bytes:
     """The request that asks relay ``name`` for an answer (chatrelay's route, or OpenAI's for LiteLLM)."""
-    port = stack.apps[name][1]
+    port = _port(stack, name)
+    if name == COMPLETIONS:
+        return loadgen.openai_request(port, directive, key=token(user), model=None)
     if name == "litellm":
         return loadgen.openai_request(port, directive, key=LITELLM_KEY)
     return loadgen.relay_request(port, token(user), directive)  # the hand-written relay ignores the token
@@ -320,8 +330,8 @@ async def rounds(stack: Stack, n: int, directive: str, paths: tuple[str, ...], u
                  timeout: float = 60) -> Rounds:
     """``n`` rounds of one request per path, one at a time; the order rotates every round,
     so drift and order effects hit every path alike."""
-    requests = {name: (port, relay_request(stack, name, user, directive))
-                for name, (_, port) in stack.apps.items() if name in paths}
+    requests = {name: (_port(stack, name), relay_request(stack, name, user, directive))
+                for name in paths if name != "direct"}
     requests["direct"] = (stack.mock_port, loadgen.direct_request(stack.mock_port, directive))
     out: Rounds = {name: [] for name in paths}
     for i in range(n):
@@ -630,6 +640,20 @@ def main() -> None:
         raw["ttft"] = {"added": add, "added_by": add_by, "before_upstream_p50": before_up, "delivery_p50": delivery,
                        "sweep": sweep, "direct_p50": pct(d_ms, .5)}
         emit(fig)
+
+        # -- the OpenAI surface: added time to first token through /v1/chat/completions ---------
+        oai = runner.run(rounds(stack, 30 if quick else 300, "tokens=3 ttft=0.02 interval=0.001",
+                                ("app", COMPLETIONS, "direct"), "bench-oai"))
+        o_direct = ttft_ms(oai["direct"])
+        o_add = {name: {q: added(ttft_ms(oai[name]), o_direct, q) for q in (0.5, 0.99)} for name in ("app", COMPLETIONS)}
+        o_gap = o_add[COMPLETIONS][0.5] - o_add["app"][0.5]
+        raw["ttft_completions"] = {"added": o_add, "gap_p50": o_gap}
+        emit(Figure(
+            "Added time to first token, /v1/chat/completions", "p50 within 1 ms of /v1/chat/stream",
+            f"p50 {o_add[COMPLETIONS][0.5]:+.1f} ms, p99 {o_add[COMPLETIONS][0.99]:+.1f} ms "
+            f"({o_gap:+.2f} ms vs /v1/chat/stream)",
+            f"/v1/chat/stream in the same rounds: p50 {o_add['app'][0.5]:+.1f} ms, p99 {o_add['app'][0.99]:+.1f} ms; "
+            f"n={len(ttft_ms(oai[COMPLETIONS]))}, interleaved", None if quick else abs(o_gap) <= 1.0))
 
         # -- added inter-token latency ------------------------------------------------------
         itl = runner.run(rounds(stack, 6 if quick else 40, "tokens=50 ttft=0 interval=0.01", ("app", "direct"),
