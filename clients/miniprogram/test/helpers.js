@@ -125,12 +125,10 @@ function encodeBody(body, as) {
  * complete. abort() makes it report `request:fail abort`, as wx does. respond(options, index)
  * returns the reply for each call (or null: the request hangs).
  */
-function createFakeWx(respond) {
-  const calls = [];
-  const tasks = [];
+/** Runs steps one per setImmediate; idle() resolves once nothing is left to deliver. */
+function scheduler() {
   let busy = 0;
-  let waiters = [];
-
+  const waiters = [];
   function later(fn) {
     busy += 1;
     setImmediate(() => {
@@ -140,6 +138,22 @@ function createFakeWx(respond) {
       }
     });
   }
+  function run(steps, isCancelled) {
+    let at = 0;
+    const next = () => {
+      if (isCancelled() || at >= steps.length) return;
+      steps[at++]();
+      later(next);
+    };
+    later(next);
+  }
+  return { later, run, idle: () => (busy ? new Promise((resolve) => waiters.push(resolve)) : Promise.resolve()) };
+}
+
+function createFakeWx(respond) {
+  const calls = [];
+  const tasks = [];
+  const { later, run, idle } = scheduler();
 
   function request(options) {
     const index = calls.length;
@@ -187,21 +201,11 @@ function createFakeWx(respond) {
       if (options.complete) options.complete(res);
       (reply.after || []).forEach((extra) => extra(options, task));
     });
-    let at = 0;
-    const next = () => {
-      if (task.aborted || at >= steps.length) return;
-      steps[at++]();
-      later(next);
-    };
-    later(next);
+    run(steps, () => task.aborted);
     return task;
   }
 
-  return {
-    calls, tasks, request,
-    /** Resolves once nothing is left to deliver. */
-    idle() { return busy ? new Promise((resolve) => waiters.push(resolve)) : Promise.resolve(); },
-  };
+  return { calls, tasks, request, idle };
 }
 
 module.exports.createClock = createClock;
@@ -209,6 +213,7 @@ module.exports.loadFixture = loadFixture;
 module.exports.recordedPieces = recordedPieces;
 module.exports.replyFrom = replyFrom;
 module.exports.createFakeWx = createFakeWx;
+module.exports.scheduler = scheduler;
 
 if (require.main === module) {
   const test = require('node:test');

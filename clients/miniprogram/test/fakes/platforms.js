@@ -7,7 +7,7 @@
 // fault(request, index) -> null | { beforeHead: 'fail' | 'silent' } | { cutAfter: n, how: 'fail' | 'silent' }
 // (index counts the streaming requests; cutAfter: the body is cut after its n-th event).
 
-const { mulberry32 } = require('../helpers.js');
+const { mulberry32, scheduler } = require('../helpers.js');
 
 const encode = (s) => new Uint8Array(Buffer.from(s, 'utf8'));
 
@@ -40,31 +40,6 @@ function reach(server, fault, req) {
   if (fault && fault.beforeHead) return { status: 0, headers: {}, body: '', delivered() {} };
   const response = server.handle(req);
   return response.delivered ? response : { ...response, delivered() {} };
-}
-
-/** Runs steps one per setImmediate; idle() resolves once nothing is left to deliver. */
-function scheduler() {
-  let busy = 0;
-  let waiters = [];
-  function later(fn) {
-    busy += 1;
-    setImmediate(() => {
-      try { fn(); } finally {
-        busy -= 1;
-        if (!busy) waiters.splice(0).forEach((resolve) => resolve());
-      }
-    });
-  }
-  function run(steps, isCancelled) {
-    let at = 0;
-    const next = () => {
-      if (isCancelled() || at >= steps.length) return;
-      steps[at++]();
-      later(next);
-    };
-    later(next);
-  }
-  return { later, run, idle: () => (busy ? new Promise((resolve) => waiters.push(resolve)) : Promise.resolve()) };
 }
 
 /** A chunk as the runtime hands it over: a fresh ArrayBuffer that the runtime overwrites afterwards. */
