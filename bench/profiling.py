@@ -19,12 +19,13 @@ from pathlib import Path
 
 # (label, substrings of a frame's "function (file:line)" text); first match wins for a stack.
 SUBSYSTEMS = [
-    ("DynamoDB calls (boto3/botocore, worker threads)", ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py")),
+    ("DynamoDB calls (store/wire.py on the loop; botocore only if injected)",
+     ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py", "store/wire.py")),
     ("worker-thread hand-off (anyio to_thread, threading)", ("threading.py", "concurrent/", "to_thread")),
     ("reading the upstream (httpx/httpcore, SSE decode, provider)",
      ("httpcore/", "httpx/", "providers/")),
     ("the relay (streaming/relay.py: driver task, outbox)", ("streaming/relay.py",)),
-    ("writing SSE to the client (sse-starlette, response.py)", ("sse_starlette/", "streaming/response.py")),
+    ("writing SSE to the client (streaming/response.py)", ("sse_starlette/", "streaming/response.py")),
     ("HTTP server and framework (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/")),
     ("logging and metrics (powertools, logging)", ("aws_lambda_powertools/", "logging/")),
 ]
@@ -82,6 +83,16 @@ def _stacks(path: Path) -> list[tuple[list[str], int]]:
     return stacks
 
 
+# Costs named in the report (share of the samples with a matching frame anywhere on the stack).
+NAMED = {
+    "httpx's connection pool (httpcore _assign_requests_to_connections)": "_assign_requests_to_connections",
+    "anyio cancel scopes (httpcore's per-read fail_after)": "CancelScope",
+    "httpx aiter_lines/aiter_text": "Response.aiter_text",
+    "FastAPI request handling (routing, dependencies, validation)": "fastapi/routing.py",
+    "DynamoDB client (store/wire.py)": "store/wire.py",
+}
+
+
 def summarise(path: Path, top: int = 8) -> dict:
     stacks = _stacks(path)
     total = sum(c for _, c in stacks) or 1
@@ -97,8 +108,11 @@ def summarise(path: Path, top: int = 8) -> dict:
         leaf = frames[-1]
         func, _, where = leaf.partition(" (")
         selfs[f"{func} ({where.rsplit(':', 1)[0]})"] += count
+    named = {label: 100.0 * sum(c for frames, c in stacks if any(needle in f for f in frames)) / total
+             for label, needle in NAMED.items()}
     return {
         "samples": total,
+        "named": named,
         "subsystems": [(k, 100.0 * v / total) for k, v in shares.most_common()],
         "self": [(k, 100.0 * v / total) for k, v in selfs.most_common(top)],
     }

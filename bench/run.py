@@ -893,7 +893,8 @@ def main() -> None:
                   f"`{summary['file']}`). Share by subsystem (first match on the stack):", ""]
         lines += [f"- {k}: {v:.0f} %" for k, v in summary["subsystems"]]
         lines += ["", "Top functions by self samples: " + "; ".join(f"`{k}` {v:.1f} %" for k, v in summary["self"]),
-                  ""]
+                  "", "Named costs (samples with such a frame on the stack): " + "; ".join(
+                      f"{k} {v:.0f} %" for k, v in summary.get("named", {}).items()), ""]
     if experiments:
         lines += ["## Experiments, measured in this run", "",
                   "Applied to a copy of the built artifacts; what is shipped is unchanged.", "",
@@ -913,54 +914,71 @@ def _shares(raw: dict, profile: str, top: int = 4) -> str:
     return ", ".join(f"{name} {share:.0f} %" for name, share in summary["subsystems"][:top])
 
 
+def _named(raw: dict, profile: str, label_start: str) -> float:
+    summary = raw.get("profiles", {}).get(profile)
+    if not isinstance(summary, dict):
+        return float("nan")
+    return next((v for k, v in summary.get("named", {}).items() if k.startswith(label_start)), float("nan"))
+
+
 def limits(figures: list[Figure], raw: dict) -> list[str]:
     """What limited each missed goal, from this run's numbers and profiles."""
     missed = {f.name for f in figures if f.met is False}
     out: list[str] = []
+    cpu_profile, conc_profile = "50 streams at 100 tokens/s", "200 streams at 20 tokens/s"
     if "Added time to first token" in missed and "ttft" in raw:
         t = raw["ttft"]
+        by = t.get("added_by", {})
+        hand = by.get("handwritten", {}).get(0.5, float("nan"))
         out.append(
-            f"- **Time to first token** (p50 {t['added'][0.5]:+.1f} ms): {t['before_upstream_p50']:+.1f} ms pass "
-            f"before the upstream sends its first token and {t['delivery_p50']:+.1f} ms between that send and the "
-            "client. Before the upstream: the request's own work (token check, body validation, quota and "
-            "conversation reads when enabled) and the relay's request to the upstream (now on a pooled "
-            "connection). After it: the response cannot start before the turn's start write to DynamoDB "
-            "(a `TransactWriteItems` through boto3 in a worker thread) has returned, "
-            "because a turn that could not be stored must be refused with an HTTP error, not a 200 stream. "
-            "The upstream request overlaps that write, so a model slower than the write hides it (see the sweep "
-            "above); only an instant fake upstream exposes it. Going below 2 ms would mean starting the stream "
-            "before the turn is stored, which #7 (nothing lost) rules out.")
+            f"- **Time to first token** (p50 {t['added'][0.5]:+.1f} ms; hand-written {hand:+.1f} ms): "
+            f"{t['before_upstream_p50']:+.1f} ms pass before the upstream sends its first token and "
+            f"{t['delivery_p50']:+.1f} ms between that send and the client. Before the upstream, chatrelay does "
+            "what the hand-written relay does (read the body, build and send the upstream request with httpx) "
+            "plus FastAPI's request handling (routing, dependency solving, body validation: the largest part), "
+            "the token check (cached after a token's first use), admission and the turn's start write, which is "
+            "sent while the upstream request is built. After it: one more task hand-off (the turn's driver task "
+            "to the response). The start write's latency itself is hidden behind the upstream's time to first "
+            "token; an instant upstream exposes it (the sweep above, 0 ms TTFT), since a turn that could not be "
+            "stored must be refused with an HTTP error before the stream starts (nothing lost).")
     if "Added inter-token latency" in missed and "itl" in raw:
         out.append(
-            f"- **Inter-token latency** (p99 {raw['itl']['added_p99']:+.2f} ms, p50 {raw['itl']['added_p50']:+.2f} ms): "
-            "the median chunk crosses the relay in well under a millisecond; the tail is the event loop being "
-            "busy with something else when a chunk arrives: the once-a-second checkpoint (serialising the whole "
-            "answer so far and handing it to a worker thread), the stop poll, and garbage collection. "
-            "`gc.freeze()` at start-up (every entry point) keeps full collections short.")
-    if {"Concurrent streams on one core", "CPU per 1,000 relayed tokens"} & missed or (
-            "Concurrent streams on one core" in missed):
+            f"- **Inter-token latency** (p99 {raw['itl']['added_p99']:+.2f} ms): the tail is the event loop being "
+            "busy elsewhere when a chunk arrives (a checkpoint, the stop poll, garbage collection).")
+    if "CPU per 1,000 relayed tokens" in missed:
+        cpu = raw.get("cpu", {})
+        ours, hand = cpu.get("uvloop_httptools", {}).get("total"), cpu.get("handwritten", {}).get("total")
+        out.append(
+            f"- **CPU per 1,000 tokens** ({ours or 0:.0f} CPU ms; hand-written {hand or 0:.0f}): both relays read "
+            "the upstream through the same httpx client, which is most of either's cost (profile above: "
+            f"{_shares(raw, cpu_profile, 2)}). On top of it chatrelay pays, per token, its provider's SSE decode "
+            "(`iter_sse` over `aiter_lines`, a `ChatDelta` per chunk), the driver's bookkeeping and one task "
+            "hand-off to the response, and per turn FastAPI's request handling, three DynamoDB calls (start, "
+            "finish and a checkpoint a second, now tens of µs each) and its log lines and metrics. The upstream "
+            "reader is in `providers/` (see the suggestions in the README); the app's own per-token work is "
+            "down to a few µs.")
+    if "Concurrent streams on one core" in missed:
         cpu = raw.get("cpu", {}).get("uvloop_httptools", {})
         per_token = cpu.get("total")
         ceiling = f"{1e6 / (per_token * 20):.0f}" if per_token else "?"
+        pool = _named(raw, cpu_profile, "httpx's connection pool")
         out.append(
-            f"- **Concurrency**: CPU bound. Each relayed token costs about {per_token or 0:.0f} CPU µs in the app "
-            f"(including its share of the turn's DynamoDB calls), so one core relays at most ~{1e6 / (per_token or 1):.0f} "
-            f"tokens/s, i.e. ~{ceiling} streams at 20 tokens/s, before the queueing delay grows without bound. "
-            f"Where the time goes (py-spy, 200 streams at 20 tokens/s): {_shares(raw, '200 streams at 20 tokens/s')}. "
-            "Per chunk, the libraries do most of it: httpcore/h11 parse each upstream chunk and enter an anyio "
-            "cancel scope per read, sse-starlette enters another per send, every ASGI middleware wraps every send, "
-            "and boto3 spends ~1-2 ms of CPU per checkpoint. The relay itself was cut to one task per turn (no "
-            "task or `asyncio.wait` per chunk). 1,000 streams × 20 tokens/s = 20,000 events/s on one core would "
-            "need ≤ 50 µs per token end to end, below what this Python stack spends on the HTTP layers alone; "
-            "the way there is fewer layers per chunk (a raw ASGI streaming endpoint and a leaner upstream "
-            "client), not a faster relay loop.")
+            f"- **Concurrency**: at {per_token or 0:.0f} CPU µs per token one core would carry ~{ceiling} streams "
+            "at 20 tokens/s, but the levels run one after another in one process and httpx keeps up to 200 idle "
+            "upstream connections between them: httpcore's pool scans every connection, and for each idle one "
+            "counts all connections again (`_assign_requests_to_connections`, quadratic; a socket poll per idle "
+            "connection in `has_expired`), on every request and every response close. In the profile taken after "
+            f"the concurrency levels (50 streams at 100 tokens/s) that pool code holds {pool:.0f} % of the app's "
+            "samples; during a level's ramp it delays every new stream. Where the time goes at 200 streams: "
+            f"{_shares(raw, conc_profile)}. The fix is in `providers/` (a linear pool: httpcore PR #1035, or the "
+            "httpx2 fork's pool; or a leaner upstream client), see the README.")
     if "Peak RSS under 100 streams" in missed:
+        rss = raw.get("rss", {})
         out.append(
-            "- **RSS**: most of it is there before the first stream: the idle process already holds the "
-            "imported libraries (boto3/botocore with the DynamoDB service model, pydantic models of every route, "
-            "Powertools, httpx) — see the idle baseline in the table; 100 streams add their connections, buffers "
-            "and partial answers on top. The bench app also runs uvloop and httptools, which the Lambda layer "
-            "does not ship (the built entry points' RSS after one request is the lower figure above).")
+            f"- **RSS** ({rss.get('hwm_100', {}).get('app', float('nan')):.1f} MB): the idle process holds "
+            f"{rss.get('idle', {}).get('app', float('nan')):.0f} MB after start-up (uvloop ~10 MB and uvicorn ~5 MB as "
+            "in the hand-written relay, FastAPI with its OpenAPI models ~13 MB, pydantic ~4 MB, the app's "
+            "route models ~2 MB, httpx ~3 MB); 100 streams add their connections, tasks and buffers on top.")
     if "Cold start to first byte" in missed:
         out += raw.get("cold_limits", [])
     return out or ["Every goal with a threshold was met in this run."]

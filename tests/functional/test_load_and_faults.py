@@ -60,6 +60,8 @@ class Client:
     errors: list[str] = field(default_factory=list)
     refused: bool = False
     """Refused by the server's admission control (503 overloaded) before anything was stored."""
+    refusals: int = 0
+    """Requests of this client refused by admission control (a retried POST may be refused too)."""
     stop_status: str | None = None
     """The turn's status in the answer to an acknowledged stop (``streaming``: it must end stopped)."""
     retries: int = 0
@@ -197,11 +199,15 @@ async def _post_stream_once(http: httpx.AsyncClient, client: Client, headers: di
     async with http.stream("POST", "/v1/chat/stream", json=body, headers=headers) as response:
         if response.status_code == 503 and response.headers.get("retry-after"):
             await response.aread()
-            client.refused = json.loads(response.content)["code"] == "overloaded"
+            if json.loads(response.content)["code"] == "overloaded":
+                client.refusals += 1
+                # Nothing stored for this request; the client has no answer unless an earlier POST got one.
+                client.refused = client.refused or client.message_id is None
             return None
         if response.status_code != 200:
             client.errors.append(f"http {response.status_code}")
             return None
+        client.refused = False  # this request was let in (an earlier refusal of the client is moot)
         seen = 0
         async for event in _read_events(response):
             kind = event.get("event", "message")
@@ -259,10 +265,12 @@ async def _run_client(http: httpx.AsyncClient, client: Client, rng: random.Rando
         await _post_stream(http, client, headers, stop_after=rng.randint(1, 5), drop_after=None)
     elif client.part == "double_submit":
         await _post_stream(http, client, headers, stop_after=None, drop_after=None)
-        first = client.observed
+        first, refusals = client.observed, client.refusals
         client.observed = ""
         await _post_stream(http, client, headers, stop_after=None, drop_after=None)  # the retried POST
-        if client.observed != first:
+        if client.refusals > refusals:
+            client.observed = first  # the retry was refused before anything happened: the first answer stands
+        elif client.observed != first:
             client.errors.append("retry saw a different answer")
     else:
         await _post_stream(http, client, headers, stop_after=None, drop_after=None)
@@ -347,7 +355,8 @@ def test_load_and_faults_lose_and_duplicate_nothing(stack):
         ("complete", statuses["complete"]), ("stopped", statuses["stopped"]), ("failed", statuses["failed"]),
         ("truncated", statuses["truncated"]), ("streaming (unended)", statuses["streaming"]),
         ("resumed", sum(c.resumed for c in clients)), ("lost", lost), ("duplicated", duplicated),
-        ("refused by admission control (503)", sum(c.refused for c in clients)),
+        ("clients refused by admission control (503)", sum(c.refused for c in clients)),
+        ("requests refused by admission control (503)", sum(c.refusals for c in clients)),
         ("stops acknowledged while streaming", sum(c.stop_status == "streaming" for c in clients)),
         ("stops acknowledged after the end", sum(c.stop_status not in (None, "streaming") for c in clients)),
         ("stops not honoured", len(unhonoured)),
