@@ -152,20 +152,13 @@ class TurnService:
     async def stop(self, user_id: str, message_id: str) -> Turn:
         """Stop a running answer: at once when this process runs it, else through the stored flag,
         which the stream generating it (on any instance) reads within its poll interval."""
-        relay = running_relay(user_id, message_id)
-        ending = relay.stop_now() if relay is not None else None
-        if ending is not None:
-            # It was ending on its own: let its ending be stored before saying how it ended.
-            await asyncio.wait([ending], timeout=5)
+        await _stop_here(user_id, message_id)
         return await self._store.request_stop(user_id, message_id)
 
     async def stop_request(self, user_id: str, request_id: str) -> Turn:
         """``stop`` for a turn named by its request id, also before it started (it then never starts)."""
         message_id = message_id_for_request(user_id, request_id)
-        relay = running_relay(user_id, message_id)
-        ending = relay.stop_now() if relay is not None else None
-        if ending is not None:
-            await asyncio.wait([ending], timeout=5)
+        await _stop_here(user_id, message_id)
         return await self._store.stop_request(user_id, message_id, request_id)
 
     async def turn_for_request(self, user_id: str, request_id: str) -> Turn:
@@ -327,6 +320,15 @@ class TurnService:
     @staticmethod
     def _stream(turn: Turn, events: AsyncIterator[RelayEvent]) -> TurnStream:
         return TurnStream(turn.conversation_id, turn.message_id, turn.model, events)
+
+
+async def _stop_here(user_id: str, message_id: str) -> None:
+    """Stop the turn at once if this process runs it; if it was already ending on its own,
+    let its ending be stored first, so the stop's answer says how it ended."""
+    relay = running_relay(user_id, message_id)
+    ending = relay.stop_now() if relay is not None else None
+    if ending is not None:
+        await asyncio.wait([ending], timeout=5)
 
 
 async def _abandon(relay: TurnRelay | None, history_read: asyncio.Task | None) -> None:
