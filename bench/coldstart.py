@@ -340,8 +340,10 @@ def _packages(packages: dict[str, float], top: int = 10) -> str:
     return ", ".join(f"{k} {v:.0f}" for k, v in list(packages.items())[:top])
 
 
-def section(work: Path, quick: bool) -> Section:
-    """Cold starts (interleaved with the bare app and any compared build), import time, RSS, sizes."""
+def section(work: Path, quick: bool, runs: int | None = None) -> Section:
+    """Cold starts (interleaved with the bare app and any compared build), import time, RSS, sizes.
+
+    ``runs``: cold starts of each kind (default 7, 1 when ``quick``); import-time runs follow it."""
     out = Section()
     target = resolve_target(work)
     others = compare_targets(work) if target.built and not quick else []
@@ -351,7 +353,8 @@ def section(work: Path, quick: bool) -> Section:
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
     for other in others:
         samples[f"runsh@{other.label}"], samples[f"mangum@{other.label}"] = [], []
-    for _ in range(1 if quick else 7):  # interleaved
+    cold_runs = runs or (1 if quick else 7)
+    for _ in range(cold_runs):  # interleaved
         samples["runsh"].append(serve(target, target.stream_dir, log))
         samples["runsh_bare"].append(serve(target, bare, log))
         for other in others:
@@ -380,7 +383,7 @@ def section(work: Path, quick: bool) -> Section:
                  f"{len(samples['runsh'])}, interleaved",
         "met": ratio["runsh"] <= RATIO_GOAL and ratio["mangum"] <= RATIO_GOAL, "notes": notes})
 
-    runs = 1 if quick else 5
+    runs = min(runs, 5) if runs else (1 if quick else 5)
     imports = {"main": import_time(target, target.stream_dir, "main", runs),
                "bare": import_time(target, bare, "main", runs),
                "app": import_time(target, target.api_dir, "app", runs),
@@ -455,3 +458,34 @@ def section(work: Path, quick: bool) -> Section:
             "(template parameter `SnapStart`) removes it from the first byte altogether, since a restored "
             "snapshot has already imported everything.")
     return out
+
+
+def main() -> None:
+    """``python bench/coldstart.py [--runs N] [--quick]`` after ``make build``: this section alone
+    (the figures and the raw medians), to measure start-up changes without the whole bench."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=None, help="cold starts of each kind (default 7)")
+    parser.add_argument("--quick", action="store_true", help="one run of each")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw data here")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="chatrelay-coldstart-"))
+    out = section(work, args.quick, args.runs)
+    for fig in out.figures:
+        print(f"## {fig['name']} (goal: {fig['goal']}; met: {fig['met']})\n{fig['value']}\n  baseline: {fig['baseline']}")
+        for note in fig["notes"]:
+            print(f"  - {note}")
+    cold = out.raw["cold"]
+    print("medians (ms):", {k: round(v * 1000) for k, v in cold["median_s"].items()})
+    print("ratios:", {k: round(v, 3) for k, v in cold["ratio"].items()})
+    for line in out.limits:
+        print(line)
+    if args.json:
+        args.json.write_text(json.dumps(out.raw, indent=1, default=str))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
