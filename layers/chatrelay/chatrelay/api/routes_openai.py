@@ -29,6 +29,9 @@ PATH = "/v1/chat/completions"
 
 
 class OpenAIError(BaseModel):
+    # Like ErrorBody (schemas.py): documentation only, built with the OpenAPI schema.
+    model_config = ConfigDict(defer_build=True)
+
     message: str
     type: str
     code: str | None = None
@@ -37,6 +40,8 @@ class OpenAIError(BaseModel):
 
 class OpenAIErrorBody(BaseModel):
     """OpenAI's error shape, so the SDKs raise their usual exception classes."""
+
+    model_config = ConfigDict(defer_build=True)
 
     error: OpenAIError
 

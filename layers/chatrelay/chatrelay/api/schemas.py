@@ -60,6 +60,10 @@ class FeedbackRequest(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    # For the OpenAPI schema only (app.py writes the bodies): deferred, it is built when the schema
+    # is first generated, not at start-up for each route's `responses` entry (58 of them).
+    model_config = ConfigDict(defer_build=True)
+
     code: str
     message: str
     field: str | None = None
