@@ -131,6 +131,7 @@ def test_built_layer_holds_the_package_and_its_dependencies_but_not_boto3():
         assert (LAYER / dependency).is_dir(), dependency
     for provided_by_lambda in ("boto3", "botocore", "s3transfer"):
         assert not (LAYER / provided_by_lambda).exists(), provided_by_lambda
+    assert not (LAYER / "pydantic" / "v1").exists()  # make build drops it (see the Makefile)
     # Lambda allows 250 MB unzipped for a function and all its layers; the LWA layer is ~5 MB.
     assert _size_mb(LAYER) < 60
     assert _size_mb(BUILD / "StreamFunction") < 1 and _size_mb(BUILD / "ApiFunction") < 1
@@ -249,3 +250,23 @@ def test_built_layer_holds_the_package_and_no_development_tools():
     assert dev_only == []
     for py in (LAYER / "chatrelay").rglob("*.py"):
         assert "chatrelay_dev" not in py.read_text(encoding="utf-8"), py
+
+
+def test_built_app_serves_the_whole_openapi_schema():
+    """Without pydantic.v1 (make build drops it) the built app still builds every route and the
+    schema, with FastAPI's models (fastapi.openapi.models) among them: the same paths and
+    component models as the source app."""
+    from chatrelay.api.app import create_app
+    from chatrelay.settings import Settings
+
+    probe = ("import json, sys; from chatrelay.api.app import create_app; from chatrelay.settings import Settings; "
+             "schema = create_app(Settings(token_secret='t' * 40, serve_h5=False)).openapi(); "
+             "assert 'pydantic.v1' not in sys.modules; "
+             "print(json.dumps([sorted(schema['paths']), sorted(schema['components']['schemas'])]))")
+    run = subprocess.run([f"{PYTHON312}/python3.12", "-c", probe], capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ["PATH"], "PYTHONPATH": f"{LAYER}:{RUNTIME}",
+                              "PYTHONDONTWRITEBYTECODE": "1"}, cwd=BUILD)
+    assert run.returncode == 0, run.stderr[-3000:]
+    schema = create_app(Settings(token_secret="t" * 40, serve_h5=False)).openapi()
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [sorted(schema["paths"]),
+                                                               sorted(schema["components"]["schemas"])]
