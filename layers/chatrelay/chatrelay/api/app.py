@@ -19,7 +19,6 @@ from chatrelay.api.middleware import ChatRelayAPI, RequestContextMiddleware
 from chatrelay.api.services import Services
 from chatrelay.observability import logger
 from chatrelay.settings import Settings, get_settings
-from chatrelay.streaming.relay import drain_detached
 
 
 def _openai_shape(status: int, code: str, message: str, extra: dict[str, object]) -> dict[str, object]:
@@ -100,6 +99,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        from chatrelay.streaming.relay import drain_detached  # not at start-up: the API function never streams
+
         await drain_detached()
         await services.aclose()
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
 
-from chatrelay.turns import TurnRequest
+if TYPE_CHECKING:
+    from chatrelay.turns import TurnRequest
 
 ID_PATTERN = re.compile(r"[0-9A-Za-z_-]{1,64}")
 Id = Annotated[str, Field(pattern=rf"^{ID_PATTERN.pattern}$")]
@@ -47,6 +48,9 @@ class ChatStreamRequest(BaseModel):
     window: Label | None = None
 
     def to_turn_request(self) -> TurnRequest:
+        # Imported here: the buffered API function imports this module but starts no turn.
+        from chatrelay.turns import TurnRequest
+
         return TurnRequest(prompt=self.prompt, conversation_id=self.conversation_id, model=self.model,
                            request_id=self.request_id, terminal=self.terminal, window=self.window)
 

@@ -27,10 +27,10 @@ from chatrelay.store.base import TurnStore
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.refresh_tokens import RefreshTokenStore
 from chatrelay.store.table import Table, forget_clients
-from chatrelay.turns import TurnService
 
 if TYPE_CHECKING:
     from chatrelay.auth.wechat import WeChatApi
+    from chatrelay.turns import TurnService
 
 
 @dataclass
@@ -54,6 +54,9 @@ class Services:
     @cached_property
     def turns(self) -> TurnService:
         """Starting and resuming turns (the chat routes' one dependency)."""
+        # Imported on first use: the buffered API function needs it only to stop a turn.
+        from chatrelay.turns import TurnService
+
         return TurnService(settings=self.settings, store=self.store, registry=self.registry, quotas=self.quotas,
                            safety=self.safety)
 
