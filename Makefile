@@ -49,6 +49,10 @@ build: $(SAM) $(LAMBDA_RUNTIME_DIR)/.installed
 	# it (~11 ms of every cold start) as soon as a route has a parameter, only to check that the
 	# parameter's model is not a v1 one; without it FastAPI's check answers "not v1" (its own fallback).
 	rm -rf .aws-sam/build/ChatRelayLayer/python/pydantic/v1
+	# Nor httpx's command-line client (httpx/_main.py): it cannot run here (httpx[cli] is not
+	# installed), yet importing httpx tried it and imported click (~5 ms of the API function's
+	# cold start; the streaming function's uvicorn imports click anyway) before httpx fell back.
+	rm -f .aws-sam/build/ChatRelayLayer/python/httpx/_main.py
 	# Ship the layer (our package and every dependency) and the functions' own code with
 	# bytecode: /opt and /var/task are read-only, so without it every cold start compiles the
 	# sources again (bench/results/report.md). unchecked-hash: valid whatever the mtimes the

@@ -131,7 +131,8 @@ def test_built_layer_holds_the_package_and_its_dependencies_but_not_boto3():
         assert (LAYER / dependency).is_dir(), dependency
     for provided_by_lambda in ("boto3", "botocore", "s3transfer"):
         assert not (LAYER / provided_by_lambda).exists(), provided_by_lambda
-    assert not (LAYER / "pydantic" / "v1").exists()  # make build drops it (see the Makefile)
+    # make build drops these (see the Makefile)
+    assert not (LAYER / "pydantic" / "v1").exists() and not (LAYER / "httpx" / "_main.py").exists()
     # Lambda allows 250 MB unzipped for a function and all its layers; the LWA layer is ~5 MB.
     assert _size_mb(LAYER) < 60
     assert _size_mb(BUILD / "StreamFunction") < 1 and _size_mb(BUILD / "ApiFunction") < 1
@@ -253,13 +254,14 @@ def test_built_layer_holds_the_package_and_no_development_tools():
 
 
 def test_built_app_serves_the_whole_openapi_schema():
-    """Without pydantic.v1 (make build drops it) the built app still builds every route and the
-    schema, with FastAPI's models (fastapi.openapi.models) among them: the same paths and
-    component models as the source app."""
+    """Without pydantic.v1 and httpx's CLI (make build drops them) the built app still builds every
+    route and the schema, with FastAPI's models (fastapi.openapi.models) among them: the same
+    paths and component models as the source app."""
     from chatrelay.api.app import create_app
     from chatrelay.settings import Settings
 
-    probe = ("import json, sys; from chatrelay.api.app import create_app; from chatrelay.settings import Settings; "
+    probe = ("import json, sys, httpx; assert 'click' not in sys.modules; "
+             "from chatrelay.api.app import create_app; from chatrelay.settings import Settings; "
              "schema = create_app(Settings(token_secret='t' * 40, serve_h5=False)).openapi(); "
              "assert 'pydantic.v1' not in sys.modules; "
              "print(json.dumps([sorted(schema['paths']), sorted(schema['components']['schemas'])]))")
