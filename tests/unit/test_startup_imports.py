@@ -4,7 +4,8 @@ A cold start pays for every module imported before the first byte (bench/coldsta
 rarely used paths are imported when first used: WeChat (login and content checks), YAML (a
 providers file), Bedrock (botocore's event stream), Powertools' tracing, and, in the buffered
 API function, the streaming routes and sse-starlette (with the uvicorn it imports), and the turn
-service and its relay (imported when a turn is first stopped there). botocore's
+service with its relay and quotas (imported when a turn is first stopped there), and content
+safety unless it is on. botocore's
 client machinery and boto3 are not imported at all: the store and the secrets call AWS through
 chatrelay/aws.py. Each entry point is imported by a fresh interpreter, configured as the
 template configures it (no WeChat, no content safety, no providers file).
@@ -28,7 +29,7 @@ NEVER_AT_START_UP = {"boto3", "s3transfer", "botocore.session", "botocore.client
                      "chatrelay.auth.wechat", "chatrelay.safety.wechat", "chatrelay.providers.bedrock_converse"}
 STREAMING_ONLY = {"sse_starlette", "uvicorn", "chatrelay.api.routes_chat", "chatrelay.api.routes_openai",
                   "chatrelay.api.routes_ui", "chatrelay.streaming.response", "chatrelay.streaming.relay",
-                  "chatrelay.turns.service"}
+                  "chatrelay.turns.service", "chatrelay.quotas", "chatrelay.safety"}
 ENV = {"CHAT_TABLE": "t", "CHATRELAY_TOKEN_SECRET": "s" * 40, "CHATRELAY_SERVE_H5": "false", "AWS_REGION": "us-east-1",
        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 

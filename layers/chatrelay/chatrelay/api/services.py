@@ -19,8 +19,6 @@ from chatrelay.auth.refresh import RefreshTokens
 from chatrelay.auth.tokens import TokenService
 from chatrelay.observability import logger
 from chatrelay.providers.registry import ProviderRegistry
-from chatrelay.quotas import QuotaGuard, QuotaStore
-from chatrelay.safety import ContentSafety, content_safety_from_settings
 from chatrelay.secrets import with_resolved_secrets
 from chatrelay.settings import Settings
 from chatrelay.store.base import TurnStore
@@ -30,6 +28,8 @@ from chatrelay.store.table import Table, forget_clients
 
 if TYPE_CHECKING:
     from chatrelay.auth.wechat import WeChatApi
+    from chatrelay.quotas import QuotaGuard
+    from chatrelay.safety import ContentSafety
     from chatrelay.turns import TurnService
 
 
@@ -40,7 +40,6 @@ class Services:
     registry: ProviderRegistry
     tokens: TokenService
     refresh_tokens: RefreshTokens | None = None
-    quotas: QuotaGuard | None = None
     wechat: WeChatApi | None = None
     """None unless a WeChat app id and secret are configured (then WeChat login works)."""
     safety: ContentSafety | None = None
@@ -50,6 +49,22 @@ class Services:
     before a snapshot."""
     source_settings: Settings | None = field(default=None, repr=False)
     """The settings as given, secrets by name only: what ``after_restore`` rebuilds from."""
+
+    @cached_property
+    def quotas(self) -> QuotaGuard:
+        """The per-user limits of chat turns, which only the turn service applies: built (and
+        imported) with it, so the buffered API function, which starts no turn, never imports them."""
+        from chatrelay.quotas import QuotaGuard, QuotaStore
+
+        assert self.table is not None
+        settings = self.settings
+        return QuotaGuard(
+            QuotaStore(self.table),
+            per_minute=settings.rate_limit_per_minute,
+            tokens_per_day=settings.token_quota_per_day,
+            max_streams=settings.max_concurrent_streams,
+            lease_seconds=settings.stream_lease_seconds or settings.max_answer_seconds + 60,
+        )
 
     @cached_property
     def turns(self) -> TurnService:
@@ -80,7 +95,9 @@ class Services:
         so they all see the new objects."""
         forget_clients()
         fresh = Services.from_settings(self.source_settings or self.settings)
-        self.__dict__.pop("turns", None)  # the cached TurnService holds the old store and registry
+        # The cached TurnService and quotas hold the old store, registry and table.
+        self.__dict__.pop("turns", None)
+        self.__dict__.pop("quotas", None)
         self.__dict__.update(fresh.__dict__)
 
     @classmethod
@@ -106,6 +123,11 @@ class Services:
             from chatrelay.auth.wechat import wechat_api_from_settings
 
             wechat = wechat_api_from_settings(settings)
+        safety = None
+        if settings.content_safety != "off":  # imported only when on (off by default); checked at start-up
+            from chatrelay.safety import content_safety_from_settings
+
+            safety = content_safety_from_settings(settings, wechat)
         return cls(
             settings=settings,
             store=store,
@@ -117,15 +139,8 @@ class Services:
                 ttl_seconds=settings.token_ttl_seconds,
             ),
             refresh_tokens=RefreshTokens(RefreshTokenStore(table), ttl_seconds=settings.refresh_token_ttl_seconds),
-            quotas=QuotaGuard(
-                QuotaStore(table),
-                per_minute=settings.rate_limit_per_minute,
-                tokens_per_day=settings.token_quota_per_day,
-                max_streams=settings.max_concurrent_streams,
-                lease_seconds=settings.stream_lease_seconds or settings.max_answer_seconds + 60,
-            ),
             wechat=wechat,
-            safety=content_safety_from_settings(settings, wechat),
+            safety=safety,
             table=table,
             source_settings=source,
         )
