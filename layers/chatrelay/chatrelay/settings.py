@@ -16,7 +16,8 @@ variable a providers file names (``api_key_env``, read by :func:`environment_var
 Both take the environment as an argument (default: the process's), for tests.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 import json
 import os

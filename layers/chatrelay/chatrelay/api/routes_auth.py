@@ -5,7 +5,8 @@ takes) and an opaque refresh token, rotated on each use (``auth/refresh.py``).
 The user id is ``wx:<openid>``; WeChat's session key is never stored or returned.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Literal
 

@@ -1,6 +1,7 @@
 """Conversations and messages: list, read, rate, stop, delete. All scoped to the caller."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Annotated
 

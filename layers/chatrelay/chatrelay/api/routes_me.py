@@ -1,6 +1,7 @@
 """The caller's own data: ``DELETE /v1/me/data`` erases all of it."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from fastapi import APIRouter, Response
 

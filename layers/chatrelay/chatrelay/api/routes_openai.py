@@ -8,7 +8,8 @@ prompt), and the last user message is the stored question. The conversation is n
 back in ``X-Conversation-Id`` / ``X-Message-Id``. Errors have OpenAI's shape (``app.py``).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Annotated, Literal
 

@@ -7,7 +7,8 @@ another user's request id names nothing of theirs (404). Request ids with ``/`` 
 named in a path: clients that need these routes generate ids from ``[0-9A-Za-z_-]``.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Annotated
 

@@ -1,6 +1,7 @@
 """Health, models, the local-only dev login, and Lambda Web Adapter's SnapStart hooks."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from fastapi import APIRouter, FastAPI, Response
 

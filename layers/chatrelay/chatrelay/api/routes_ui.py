@@ -10,7 +10,8 @@ its start and followed, or 204 when nothing is running. The answer's UIMessage i
 message id, so ``POST /v1/messages/{id}/stop`` stops it.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Annotated, Literal
 

@@ -1,6 +1,7 @@
 """Request and response bodies of the HTTP API (pydantic)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 import re
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -47,7 +48,7 @@ class ChatStreamRequest(BaseModel):
     terminal: Label | None = None
     window: Label | None = None
 
-    def to_turn_request(self) -> TurnRequest:
+    def to_turn_request(self) -> "TurnRequest":
         # Imported here: the buffered API function imports this module but starts no turn.
         from chatrelay.turns import TurnRequest
 

@@ -5,7 +5,8 @@ a thread hand-off per request (before the upstream request is sent) for work tha
 microseconds (a dict lookup, an HMAC check of the token).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: pydantic and FastAPI would evaluate each string annotation
+# (a compile and an eval each) when the models and routes are built at start-up.
 
 from typing import Annotated
 
