@@ -22,7 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "chatrelay" / "chatrelay"
 LAYERS = [
-    {"__init__", "errors", "ids", "settings", "secrets", "observability", "tracing", "text", "aws", "http1", "snapshot"},
+    {"__init__", "errors", "ids", "settings", "secrets", "observability", "tracing", "text", "aws", "http1",
+     "snapshot"},
     {"store"},
     {"events", "providers", "auth"},
     {"safety", "quotas"},
