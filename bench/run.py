@@ -564,6 +564,8 @@ def added(relay: list[float], direct: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small samples, one line per figure, no report")
+    parser.add_argument("--levels", help="concurrency levels to run instead of the default ones, e.g. 200,500 "
+                                         "(while working on the relay; the report's goals need the defaults)")
     args = parser.parse_args()
     quick = args.quick
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -594,6 +596,8 @@ def main() -> None:
     stack = start_stack(work, variants, baselines)
     relays = ("app", *baselines)
     levels = [50] if quick else [50, 100, 200, 500, 1000]
+    if args.levels:
+        levels = [int(level) for level in args.levels.split(",")]
     ramp, hold = (1.0, 2.0) if quick else (3.0, 5.0)
     steps: list[Step] = []
     try:

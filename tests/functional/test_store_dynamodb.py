@@ -36,7 +36,8 @@ def store(request, dynamodb) -> DynamoDBChatStore:
 
 async def _read_http(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length")), 0)
     return head + await reader.readexactly(length)
 
 
