@@ -10,10 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gzip
+import ssl
 from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
+import trustme
 
 from chatrelay.http1 import HTTP1Transport
 
@@ -38,7 +41,7 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
 
 
 @contextlib.asynccontextmanager
-async def serving(handler: Handler):
+async def serving(handler: Handler, tls: ssl.SSLContext | None = None):
     connections: list[asyncio.StreamWriter] = []
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -46,18 +49,18 @@ async def serving(handler: Handler):
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             await handler(reader, writer)
 
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}", connections
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}", connections
     finally:
         server.close()
         for writer in connections:
             writer.close()
 
 
-def client(**timeouts: float) -> tuple[httpx.AsyncClient, HTTP1Transport]:
-    transport = HTTP1Transport()
+def client(ssl_context: ssl.SSLContext | None = None, **timeouts: float) -> tuple[httpx.AsyncClient, HTTP1Transport]:
+    transport = HTTP1Transport(ssl_context=ssl_context)
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeouts.get("read", 5.0),
                                                                        connect=2.0)), transport
 
@@ -243,3 +246,30 @@ async def test_connection_close_header_is_not_reused():
                 assert (await http.get(url)).content == b"a"
             assert transport.pool.connections_opened == 3
         assert len(connections) == 3
+
+
+@on_a_loop
+async def test_tls_is_verified_and_gzip_is_decoded_by_httpx():
+    authority = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_tls)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    body = gzip.compress(b"data: compressed\n\n")
+
+    async def handler(reader, writer):
+        head, _ = await read_request(reader)
+        assert b"accept-encoding: gzip" in head.lower()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     + chunked(body[:7], body[7:]))
+        await writer.drain()
+
+    async with serving(handler, tls=server_tls) as (url, _):
+        http, _ = client(ssl_context=trusting)
+        async with http:
+            response = await http.get(url)
+            assert response.content == b"data: compressed\n\n"
+        http, _ = client()  # certifi's bundle does not know this CA
+        async with http:
+            with pytest.raises(httpx.ConnectError):
+                await http.get(url)

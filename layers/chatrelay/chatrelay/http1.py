@@ -512,8 +512,10 @@ class _ResponseStream(httpx.AsyncByteStream):
 class HTTP1Transport(httpx.AsyncBaseTransport):
     """httpx's transport interface over :class:`ConnectionPool` (one pool per event loop)."""
 
-    def __init__(self, *, max_idle_per_origin: int = 256, keepalive_expiry: float = 5.0) -> None:
-        self._options = {"max_idle_per_origin": max_idle_per_origin, "keepalive_expiry": keepalive_expiry}
+    def __init__(self, *, max_idle_per_origin: int = 256, keepalive_expiry: float = 5.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self._options: dict[str, Any] = {"max_idle_per_origin": max_idle_per_origin,
+                                         "keepalive_expiry": keepalive_expiry, "ssl_context": ssl_context}
         self._pool: ConnectionPool | None = None
 
     @property
@@ -521,7 +523,7 @@ class HTTP1Transport(httpx.AsyncBaseTransport):
         loop = asyncio.get_running_loop()
         pool = self._pool
         if pool is None or pool.loop is not loop or pool.closed:
-            pool = self._pool = ConnectionPool(loop, **self._options)  # type: ignore[arg-type]
+            pool = self._pool = ConnectionPool(loop, **self._options)
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
