@@ -23,10 +23,10 @@ from chatrelay.http1 import HTTP1Transport
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def on_a_loop(test: Callable[[], Awaitable[None]]) -> Callable[[], None]:
-    @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(asyncio.wait_for(test(), 20))
+def on_a_loop(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
+    @functools.wraps(test)  # pytest reads the test's own signature, so fixtures still arrive
+    def run(**fixtures: object) -> None:
+        asyncio.run(asyncio.wait_for(test(**fixtures), 20))
 
     return run
 
@@ -273,3 +273,37 @@ async def test_tls_is_verified_and_gzip_is_decoded_by_httpx():
         async with http:
             with pytest.raises(httpx.ConnectError):
                 await http.get(url)
+
+
+@contextlib.asynccontextmanager
+async def http_proxy():
+    """A forward proxy that answers every request itself, and records the request lines it got."""
+    seen: list[bytes] = []
+
+    async def handler(reader, writer):
+        head, _ = await read_request(reader)
+        seen.append(head.split(b"\r\n", 1)[0])
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
+        await writer.drain()
+
+    async with serving(handler) as (url, _):
+        yield url, seen
+
+
+@on_a_loop
+async def test_a_proxy_from_the_environment_is_honoured_by_vendors_and_aws(monkeypatch):
+    from chatrelay import aws
+    from chatrelay.providers import http as vendor_http
+
+    async with http_proxy() as (proxy, seen):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        vendor = vendor_http.new_client(2.0, 5.0)
+        async with vendor:
+            assert (await vendor.get("http://vendor.test/v1/models")).json() == {}
+        keys = aws.CredentialChain(environ={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+        dynamodb = aws.DynamoDBClient(region="us-east-1", endpoint="http://dynamodb.test", credentials=keys)
+        answer = await dynamodb.acall("GetItem", {"TableName": "t", "Key": {}})
+        assert answer["ResponseMetadata"]["HTTPStatusCode"] == 200
+        dynamodb.close()
+    # Both went through the proxy (absolute-form request lines): nothing could resolve these hosts.
+    assert seen == [b"GET http://vendor.test/v1/models HTTP/1.1", b"POST http://dynamodb.test/ HTTP/1.1"]

@@ -358,6 +358,9 @@ class AwsJsonClient:
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._limits = httpx.Limits(max_connections=max_pool, max_keepalive_connections=max_pool)
         self._max_pool = max_pool
+        self._blocking_only = transport is not None or http1.proxies_configured()
+        """An injected httpx transport (tests), or a proxy from the environment, which the blocking
+        path's httpx client honours: ``acall`` then runs ``call`` in a worker thread."""
         self.max_attempts = max_attempts
         self._check_crc32 = check_crc32
         self._idempotency_tokens = dict(idempotency_tokens or {})
@@ -430,6 +433,8 @@ class AwsJsonClient:
     async def acall(self, operation: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """``call`` on the event loop, over ``chatrelay/http1.py``'s pool: no worker thread, no httpx
         client per call (the app's DynamoDB calls take this path)."""
+        if self._blocking_only:
+            return await asyncio.to_thread(self.call, operation, params)
         body = self._body(operation, params)
         attempt, spent = 0, 0
         while True:

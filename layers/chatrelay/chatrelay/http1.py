@@ -23,9 +23,10 @@ every read runs under an anyio cancel scope of its own. Here:
   ``ReadTimeout``, ``ReadError``, ``WriteError``, ``RemoteProtocolError``), so the places that
   translate httpx's errors (``providers/http.py``, ``aws.py``) are the only ones.
 
-Not here (httpx's default transport serves those, e.g. the proxies that httpx mounts from
-``HTTPS_PROXY``): HTTP/2, proxies, ``Expect: 100-continue`` bodies, streamed request bodies
-(requests are built whole), and the write timeout (requests are small, written at once).
+Not here: HTTP/2, proxies, ``Expect: 100-continue`` bodies, streamed request bodies (requests
+are built whole), and the write timeout (requests are small, written at once). Where the
+environment names a proxy (``HTTPS_PROXY``...: :func:`proxies_configured`), the callers keep
+httpx's default transport, which honours it (and ``NO_PROXY``) as before.
 A pool belongs to one event loop; a transport used from another loop opens its own.
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -453,6 +455,11 @@ class ConnectionPool:
                 except RuntimeError:  # its loop is already closed
                     pass
         self._idle.clear()
+
+
+def proxies_configured() -> bool:
+    """Whether the environment names an HTTP proxy (what httpx's ``trust_env`` would honour)."""
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 def default_ssl_context() -> ssl.SSLContext:
