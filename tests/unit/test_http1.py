@@ -252,9 +252,9 @@ async def test_connection_close_header_is_not_reused():
 def self_signed(folder) -> tuple[str, str]:
     """A certificate for 127.0.0.1 and its key, made with the openssl command line."""
     cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
-    subprocess.run([shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
-                    key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run([shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
     return cert, key
 
 
