@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import math
 import os
@@ -254,6 +255,10 @@ def _litellm_config(logs: Path, mock_port: int) -> Path:
 
 
 def start_stack(logs: Path, variants: tuple[str, ...], baselines: tuple[str, ...] = ()) -> Stack:
+    # The layer ships bytecode: the relays must not compile sources at start-up either (with
+    # PYTHONDONTWRITEBYTECODE set, a changed module would be compiled, and held, by every process).
+    compileall.compile_dir(ROOT / "layers" / "chatrelay", quiet=1)
+    compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
     ddb = dynamodb_local.start()
     pin_all_threads(ddb.process.pid, LOAD_CPU, nice=DDB_NICE)
     ensure_table(dynamodb_local.local_client(ddb.endpoint), TABLE)

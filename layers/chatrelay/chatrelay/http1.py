@@ -33,8 +33,8 @@ A pool belongs to one event loop; a transport used from another loop opens its o
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
-import urllib.request
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -458,8 +458,10 @@ class ConnectionPool:
 
 
 def proxies_configured() -> bool:
-    """Whether the environment names an HTTP proxy (what httpx's ``trust_env`` would honour)."""
-    return any(scheme != "no" for scheme in urllib.request.getproxies())
+    """Whether the environment names an HTTP proxy (``HTTPS_PROXY``, ``all_proxy``...: what httpx's
+    ``trust_env`` honours; read as urllib's ``getproxies()`` does, which costs ~2 MB to import)."""
+    return any(value and name.lower().endswith("_proxy") and name.lower() != "no_proxy"
+               for name, value in os.environ.items())
 
 
 def default_ssl_context() -> ssl.SSLContext:
