@@ -832,7 +832,7 @@ def main() -> None:
         "## Machine and settings", "",
         f"- Machine: {info['platform']}; {info['cpu']}; {info['memory']} RAM; load average "
         f"{load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (other jobs share this machine).",
-        f"- Python {info['python']}; DynamoDB Local {info['dynamodb_local']} (in memory, `-sharedDb`, `-Xmx512m`).",
+        f"- Python {info['python']}; DynamoDB Local {info['dynamodb_local']} (in memory, `-sharedDb`, `-Xmx512m`, C1 JIT only, serial GC).",
         f"- Packages: {info['versions']}.",
         f"- The run took {elapsed:.0f} s.",
         f"- App: `bench/app_launcher.py chatrelay.api.asgi:app {' '.join(UVICORN_FLAGS)}` = `python -m uvicorn` with "
