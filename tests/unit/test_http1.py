@@ -316,3 +316,25 @@ async def test_a_proxy_from_the_environment_is_honoured_by_vendors_and_aws(monke
         dynamodb.close()
     # Both went through the proxy (absolute-form request lines): nothing could resolve these hosts.
     assert seen == [b"GET http://vendor.test/v1/models HTTP/1.1", b"POST http://dynamodb.test/ HTTP/1.1"]
+
+
+@on_a_loop
+async def test_vendor_cookies_are_not_kept_between_turns():
+    """One client serves every user's turns: a cookie one answer sets is not sent with the next request."""
+    from chatrelay.providers import http as vendor_http
+
+    heads = []
+
+    async def handler(reader, writer):
+        while True:
+            head, _ = await read_request(reader)
+            heads.append(head.lower())
+            writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: session=user-a; Path=/\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+
+    async with serving(handler) as (url, _):
+        vendor = vendor_http.new_client(2.0, 5.0)
+        async with vendor:
+            await vendor.get(url + "/v1/a")
+            await vendor.get(url + "/v1/b")
+    assert len(heads) == 2 and b"cookie" not in heads[1]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import http.cookiejar
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -51,8 +52,11 @@ STATUS_ERRORS: dict[int, type[errors.UpstreamError]] = {
 def new_client(connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
     # A proxy from the environment: httpx's own transport, which routes through it (and honours NO_PROXY).
     transport = None if proxies_configured() else HTTP1Transport()
+    # No cookie jar that keeps what a vendor sets: one client serves every user's turns.
+    jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), transport=transport,
-                             limits=httpx.Limits(max_connections=4000, max_keepalive_connections=200))
+                             limits=httpx.Limits(max_connections=4000, max_keepalive_connections=200),
+                             cookies=jar)
 
 
 @contextlib.contextmanager
