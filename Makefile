@@ -16,9 +16,11 @@ LAMBDA_RUNTIME_DIR := .tools/lambda-runtime
 install: system-packages $(VENV)/.installed node_modules/.installed
 
 # Java 17 runs DynamoDB Local; Debian's chromium runs the browser tests (Playwright cannot
-# download browsers here). Installed only when missing (apt needs root).
+# download browsers here); openssl makes the TLS tests' certificate. Installed only when missing
+# (apt needs root).
 system-packages:
 	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl; }
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(VENV)/.installed: pyproject.toml layers/chatrelay/requirements.txt requirements/provided-by-lambda.txt

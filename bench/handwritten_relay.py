@@ -9,7 +9,8 @@ JSON format (``data: {"delta": ...}``), then ``data: [DONE]``. That is the same 
 as chatrelay's stream route (OpenAI chunks in, ``{"delta"}`` events out), with none of the rest:
 no authentication (the ``Authorization`` header is ignored), no limits, no storage, no stop, no
 checkpoints, no content check, no deadlines, no logs or metrics. One pooled ``httpx.AsyncClient``
-with the same pool limits as chatrelay's providers, so the two pay the same upstream client.
+on httpx's default transport (httpcore), as a team would write it, with the pool limits
+chatrelay's providers had before they moved to ``chatrelay/http1.py``.
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from pathlib import Path
 
 # (label, substrings of a frame's "function (file:line)" text); first match wins for a stack.
 SUBSYSTEMS = [
-    ("DynamoDB calls (store/wire.py on the loop; botocore only if injected)",
-     ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py", "store/wire.py")),
+    ("DynamoDB calls (chatrelay/aws.py on the loop; botocore only if injected)",
+     ("botocore/", "boto3/", "urllib3/", "store/table.py", "store/dynamodb.py", "chatrelay/aws.py")),
     ("worker-thread hand-off (anyio to_thread, threading)", ("threading.py", "concurrent/", "to_thread")),
-    ("reading the upstream (httpx/httpcore, SSE decode, provider)",
-     ("httpcore/", "httpx/", "providers/")),
+    ("reading the upstream (chatrelay/http1.py, httpx's client, SSE decode, provider)",
+     ("chatrelay/http1.py", "httpcore/", "httpx/", "providers/")),
     ("the relay (streaming/relay.py: driver task, outbox)", ("streaming/relay.py",)),
     ("writing SSE to the client (streaming/response.py)", ("sse_starlette/", "streaming/response.py")),
     ("HTTP server and framework (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/")),
@@ -87,9 +87,9 @@ def _stacks(path: Path) -> list[tuple[list[str], int]]:
 NAMED = {
     "httpx's connection pool (httpcore _assign_requests_to_connections)": "_assign_requests_to_connections",
     "anyio cancel scopes (httpcore's per-read fail_after)": "CancelScope",
-    "httpx aiter_lines/aiter_text": "Response.aiter_text",
+    "the lean HTTP/1.1 transport (chatrelay/http1.py)": "chatrelay/http1.py",
     "FastAPI request handling (routing, dependencies, validation)": "fastapi/routing.py",
-    "DynamoDB client (store/wire.py)": "store/wire.py",
+    "DynamoDB client (chatrelay/aws.py)": "chatrelay/aws.py",
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import math
 import os
@@ -254,6 +255,10 @@ def _litellm_config(logs: Path, mock_port: int) -> Path:
 
 
 def start_stack(logs: Path, variants: tuple[str, ...], baselines: tuple[str, ...] = ()) -> Stack:
+    # The layer ships bytecode: the relays must not compile sources at start-up either (with
+    # PYTHONDONTWRITEBYTECODE set, a changed module would be compiled, and held, by every process).
+    compileall.compile_dir(ROOT / "layers" / "chatrelay", quiet=1)
+    compileall.compile_dir(BENCH, maxlevels=0, quiet=1)
     ddb = dynamodb_local.start()
     pin_all_threads(ddb.process.pid, LOAD_CPU, nice=DDB_NICE)
     ensure_table(dynamodb_local.local_client(ddb.endpoint), TABLE)
@@ -564,6 +569,8 @@ def added(relay: list[float], direct: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small samples, one line per figure, no report")
+    parser.add_argument("--levels", help="concurrency levels to run instead of the default ones, e.g. 200,500 "
+                                         "(while working on the relay; the report's goals need the defaults)")
     args = parser.parse_args()
     quick = args.quick
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
@@ -594,6 +601,8 @@ def main() -> None:
     stack = start_stack(work, variants, baselines)
     relays = ("app", *baselines)
     levels = [50] if quick else [50, 100, 200, 500, 1000]
+    if args.levels:
+        levels = [int(level) for level in args.levels.split(",")]
     ramp, hold = (1.0, 2.0) if quick else (3.0, 5.0)
     steps: list[Step] = []
     try:
@@ -823,7 +832,7 @@ def main() -> None:
         "## Machine and settings", "",
         f"- Machine: {info['platform']}; {info['cpu']}; {info['memory']} RAM; load average "
         f"{load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end (other jobs share this machine).",
-        f"- Python {info['python']}; DynamoDB Local {info['dynamodb_local']} (in memory, `-sharedDb`, `-Xmx512m`).",
+        f"- Python {info['python']}; DynamoDB Local {info['dynamodb_local']} (in memory, `-sharedDb`, `-Xmx512m`, C1 JIT only, serial GC).",
         f"- Packages: {info['versions']}.",
         f"- The run took {elapsed:.0f} s.",
         f"- App: `bench/app_launcher.py chatrelay.api.asgi:app {' '.join(UVICORN_FLAGS)}` = `python -m uvicorn` with "

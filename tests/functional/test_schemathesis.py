@@ -30,6 +30,7 @@ from tests.conftest import login
 MAX_EXAMPLES = 25
 STREAMING = {"/v1/chat/stream", "/v1/messages/{message_id}/stream", "/v1/chat/completions", "/v1/ui/chat",
              "/v1/ui/chat/{chat_id}/stream"}
+NOT_THE_APPS = {"authorization", "transfer-encoding", "content-length", "host", "connection"}
 OPERATIONS = [
     ("GET", "/healthz"),
     ("GET", "/v1/models"),
@@ -83,7 +84,9 @@ def test_no_server_errors_and_responses_match_the_schema(api_schema, fuzz_token,
     @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     def check(case):
         # Our token wins over a generated Authorization header (missing and bad tokens have tests of their own).
-        generated = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        # Framing headers are the HTTP server's (uvicorn answers a malformed Transfer-Encoding with its own
+        # 400 before the app runs, as RFC 9112 asks): no operation's schema can document them.
+        generated = {k: v for k, v in (case.headers or {}).items() if k.lower() not in NOT_THE_APPS}
         response = case.call(headers={**generated, **headers}, timeout=20)
         checks = [not_a_server_error, status_code_conformance]
         if path not in STREAMING or response.status_code != 200:

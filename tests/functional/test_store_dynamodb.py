@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import uuid
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
 
-from chatrelay import errors
+from chatrelay import aws, errors
 from chatrelay.ids import message_id_for_request, new_ulid
 from chatrelay.store.dynamodb import DynamoDBChatStore
 from chatrelay.store.records import Turn, TurnStatus, utc_now
@@ -17,9 +20,80 @@ from chatrelay_dev.local import dynamodb_local
 from tests.conftest import TABLE
 
 
-@pytest.fixture
-def store(dynamodb) -> DynamoDBChatStore:
-    return DynamoDBChatStore(Table(TABLE, client=dynamodb_local.local_client(dynamodb.endpoint)), retention_days=7)
+def app_client(endpoint: str) -> aws.DynamoDBClient:
+    """The app's own client (calls on the event loop), as services.py builds it."""
+    return aws.DynamoDBClient(region="us-east-1", endpoint=endpoint, credentials=aws.CredentialChain(
+        environ={"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}))
+
+
+@pytest.fixture(params=["app's client", "botocore"])
+def store(request, dynamodb) -> DynamoDBChatStore:
+    """Both kinds of client the table core takes: the app's own and an injected botocore one."""
+    client = app_client(dynamodb.endpoint) if request.param == "app's client" else \
+        dynamodb_local.local_client(dynamodb.endpoint)
+    return DynamoDBChatStore(Table(TABLE, client=client), retention_days=7)
+
+
+async def _read_http(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length")), 0)
+    return head + await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def throttling_once(endpoint: str):
+    """A proxy in front of DynamoDB Local that throttles the first request, then forwards each one."""
+    seen = asyncio.Queue()
+    count = 0
+    target = urlsplit(endpoint)
+
+    async def on_connect(reader, writer):
+        nonlocal count
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                request = await _read_http(reader)
+                seen.put_nowait(request)
+                count += 1
+                if count == 1:
+                    body = b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}'
+                    writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                else:
+                    up_reader, up_writer = await asyncio.open_connection(target.hostname, target.port)
+                    up_writer.write(request)
+                    writer.write(await _read_http(up_reader))
+                    up_writer.close()
+                await writer.drain()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", seen
+    finally:
+        server.close()
+
+
+def test_a_write_whose_caller_is_cancelled_still_lands(dynamodb, user):
+    """A turn's ending must be stored even when the request that ran it is cancelled meanwhile:
+    here the first attempt is throttled and the caller is cancelled during the backoff."""
+    store = DynamoDBChatStore(Table(TABLE, client=app_client(dynamodb.endpoint)), retention_days=7)
+    turn = run(store.start_turn, user, None, _turn(new_ulid())).turn
+
+    async def cancelled_finish() -> None:
+        async with throttling_once(dynamodb.endpoint) as (proxy, seen):
+            ending = DynamoDBChatStore(Table(TABLE, client=app_client(proxy)), retention_days=7)
+            task = asyncio.ensure_future(ending.finish_turn(user, turn.message_id, status=TurnStatus.COMPLETE,
+                                                            answer="kept"))
+            await asyncio.wait_for(seen.get(), 5)  # throttled: the client now backs off
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            retried = await asyncio.wait_for(seen.get(), 5)  # the call ran on, shielded
+            assert b"UpdateItem" in retried
+            await asyncio.sleep(0.2)
+
+    asyncio.run(cancelled_finish())
+    stored = run(store.get_turn, user, turn.message_id)
+    assert (stored.status, stored.answer) == (TurnStatus.COMPLETE, "kept")
 
 
 def _turn(conversation_id: str, question: str = "q", message_id: str | None = None) -> Turn:

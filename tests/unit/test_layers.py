@@ -7,7 +7,7 @@
     events, providers, auth
     store        records and their DynamoDB repositories
     base         errors, ids, settings, secrets, observability, tracing, text, aws (the AWS
-                 client), snapshot (SnapStart hooks)
+                 client), http1 (the HTTP/1.1 transport), snapshot (SnapStart hooks)
 
 Within one sub-package anything goes. The routes, which should be HTTP only, also import
 nothing of the store, the providers or the quotas (they reach them through the services).
@@ -22,7 +22,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "chatrelay" / "chatrelay"
 LAYERS = [
-    {"__init__", "errors", "ids", "settings", "secrets", "observability", "tracing", "text", "aws", "snapshot"},
+    {"__init__", "errors", "ids", "settings", "secrets", "observability", "tracing", "text", "aws", "http1",
+     "snapshot"},
     {"store"},
     {"events", "providers", "auth"},
     {"safety", "quotas"},

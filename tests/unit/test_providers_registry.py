@@ -228,7 +228,10 @@ def test_documented_provider_variables_are_settings_and_only_settings_read_the_e
                if re.search(r"os\.environ|getenv\(", p.read_text(encoding="utf-8"))]
     # aws.py reads only the AWS SDKs' own credential chain (AWS_ACCESS_KEY_ID..., the container
     # credentials Lambda hands over), as botocore did before it; no setting or vendor key.
-    assert sorted(readers) == ["aws.py", "settings.py"]
+    assert sorted(readers) == ["aws.py", "http1.py", "settings.py"]
+    # http1.py reads only the proxy variables (HTTPS_PROXY...), to keep honouring them as httpx does.
+    http1 = (package / "http1.py").read_text(encoding="utf-8")
+    assert re.findall(r"os\.environ\S*", http1) == ["os.environ.items())"] and 'endswith("_proxy")' in http1
     aws = (package / "aws.py").read_text(encoding="utf-8")
     assert set(re.findall(r'"(AWS_[A-Z_]+|[A-Z][A-Z_]+_KEY)"', aws)) <= {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_CONTAINER_CREDENTIALS_FULL_URI",

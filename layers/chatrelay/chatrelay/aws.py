@@ -45,6 +45,7 @@ connection pool is created on the first call and can be closed and reopened
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -62,6 +63,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+
+from chatrelay import http1
 
 _UNSIGNED_HEADERS = frozenset({"user-agent", "expect", "transfer-encoding", "x-amzn-trace-id"})
 THROTTLING_CODES = frozenset({
@@ -127,6 +130,14 @@ class CredentialChain:
                 return self._from_botocore_credentials(self._botocore)
             self._cached = self._resolve()
             return self._cached
+
+    def fresh(self) -> Credentials | None:
+        """The cached credentials while they are good, without blocking (None: call ``get()``)."""
+        cached = self._cached
+        if cached is not None and self._botocore is None and (
+                cached.expires_at is None or cached.expires_at - time.time() > _REFRESH_BEFORE):
+            return cached
+        return None
 
     def reset(self) -> None:
         """Forget what was resolved (after a SnapStart restore: the next call resolves again)."""
@@ -299,6 +310,22 @@ class _Retryable(Exception):
         self.error, self.timeout = error, timeout
 
 
+def _backoff(attempt: int) -> float:
+    """Full jitter after the ``attempt``-th failure (botocore's standard mode)."""
+    return random.random() * min(2.0 ** (attempt - 1), MAX_BACKOFF)
+
+
+def _close_on_its_loop(pool: http1.ConnectionPool) -> None:
+    # asyncio's transports are closed on their own loop's thread (or directly when it is not running).
+    try:
+        if pool.loop.is_running():
+            pool.loop.call_soon_threadsafe(pool.close)
+        else:
+            pool.close()
+    except RuntimeError:  # the loop is closed: its sockets went with it
+        pass
+
+
 # ---- the client ------------------------------------------------------------------------
 
 
@@ -330,6 +357,10 @@ class AwsJsonClient:
         self._credentials = credentials or DEFAULT_CREDENTIALS
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
         self._limits = httpx.Limits(max_connections=max_pool, max_keepalive_connections=max_pool)
+        self._max_pool = max_pool
+        self._blocking_only = transport is not None or http1.proxies_configured()
+        """An injected httpx transport (tests), or a proxy from the environment, which the blocking
+        path's httpx client honours: ``acall`` then runs ``call`` in a worker thread."""
         self.max_attempts = max_attempts
         self._check_crc32 = check_crc32
         self._idempotency_tokens = dict(idempotency_tokens or {})
@@ -337,6 +368,10 @@ class AwsJsonClient:
         self._sleep = sleep
         self.quota = RetryQuota()
         self._http: httpx.Client | None = None
+        self._async_pool: http1.ConnectionPool | None = None
+        self._connect_timeout, self._read_timeout = connect_timeout, read_timeout
+        parts = urlsplit(self.endpoint)
+        self._origin = (parts.scheme, parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
         self._lock = threading.Lock()
         self.pools_opened = 0
         """How many connection pools this client has opened (one, plus one after each ``close()``)."""
@@ -355,78 +390,138 @@ class AwsJsonClient:
                 http = self._http
         return http
 
+    def _pool_here(self) -> http1.ConnectionPool:
+        """The event loop's connection pool for ``acall`` (a loop other than the last one gets its own)."""
+        loop = asyncio.get_running_loop()
+        pool = self._async_pool
+        if pool is None or pool.loop is not loop or pool.closed:
+            pool = self._async_pool = http1.ConnectionPool(loop, max_idle_per_origin=self._max_pool)
+            self.pools_opened += 1
+        return pool
+
     @property
     def pool_open(self) -> bool:
-        return self._http is not None
+        return self._http is not None or self._async_pool is not None
 
     def close(self) -> None:
-        """Close the connection pool; the next call opens a new one."""
+        """Close the connection pools; the next call opens new ones."""
         with self._lock:
             http, self._http = self._http, None
+            pool, self._async_pool = self._async_pool, None
         if http is not None:
             http.close()
+        if pool is not None:
+            _close_on_its_loop(pool)
 
     # ---- calls ----
 
     def call(self, operation: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The API's answer to ``operation`` (``ResponseMetadata`` added, as botocore adds it);
-        raises AwsError for an error answer and AwsUnreachable when none came."""
-        params = {name: value for name, value in (params or {}).items() if value is not None}
-        token_member = self._idempotency_tokens.get(operation)
-        if token_member and token_member not in params:
-            params[token_member] = str(uuid.uuid4())  # the same token on every retry
-        body = json.dumps(params, separators=(",", ":"), default=_encode).encode()
+        raises AwsError for an error answer and AwsUnreachable when none came. Blocking."""
+        body = self._body(operation, params)
         attempt, spent = 0, 0
         while True:
             attempt += 1
             try:
                 answer = self._send(operation, body)
             except _Retryable as retry:
-                spent = self.quota.acquire(retry.timeout) if attempt < self.max_attempts else 0
-                if not spent:
-                    raise retry.error from None
-                self._sleep(random.random() * min(2.0 ** (attempt - 1), MAX_BACKOFF))
+                spent = self._retry_or_raise(retry, attempt)
+                self._sleep(_backoff(attempt))
                 continue
-            self.quota.release(spent or 1)  # a success refunds the last retry's cost (or 1)
-            answer.setdefault("ResponseMetadata", {})["RetryAttempts"] = attempt - 1
-            return answer
+            return self._succeeded(answer, attempt, spent)
+
+    async def acall(self, operation: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``call`` on the event loop, over ``chatrelay/http1.py``'s pool: no worker thread, no httpx
+        client per call (the app's DynamoDB calls take this path)."""
+        if self._blocking_only:
+            return await asyncio.to_thread(self.call, operation, params)
+        body = self._body(operation, params)
+        attempt, spent = 0, 0
+        while True:
+            attempt += 1
+            try:
+                answer = await self._asend(operation, body)
+            except _Retryable as retry:
+                spent = self._retry_or_raise(retry, attempt)
+                await asyncio.sleep(_backoff(attempt))
+                continue
+            return self._succeeded(answer, attempt, spent)
+
+    def _body(self, operation: str, params: Mapping[str, Any] | None) -> bytes:
+        params = {name: value for name, value in (params or {}).items() if value is not None}
+        token_member = self._idempotency_tokens.get(operation)
+        if token_member and token_member not in params:
+            params[token_member] = str(uuid.uuid4())  # the same token on every retry
+        return json.dumps(params, separators=(",", ":"), default=_encode).encode()
+
+    def _retry_or_raise(self, retry: _Retryable, attempt: int) -> int:
+        """What the retry quota lends for another attempt; the error itself when no attempt is left."""
+        spent = self.quota.acquire(retry.timeout) if attempt < self.max_attempts else 0
+        if not spent:
+            raise retry.error from None
+        return spent
+
+    def _succeeded(self, answer: dict[str, Any], attempt: int, spent: int) -> dict[str, Any]:
+        self.quota.release(spent or 1)  # a success refunds the last retry's cost (or 1)
+        answer.setdefault("ResponseMetadata", {})["RetryAttempts"] = attempt - 1
+        return answer
+
+    def _signed(self, operation: str, body: bytes, credentials: Credentials) -> dict[str, str]:
+        return sign("POST", self.endpoint + "/", {"Content-Type": self._content_type,
+                                                  "X-Amz-Target": f"{self._target_prefix}.{operation}"},
+                    body, credentials, region=self.region, service=self.service)
 
     def _send(self, operation: str, body: bytes) -> dict[str, Any]:
-        credentials = self._credentials.get()
-        headers = sign("POST", self.endpoint + "/", {"Content-Type": self._content_type,
-                                                     "X-Amz-Target": f"{self._target_prefix}.{operation}"},
-                       body, credentials, region=self.region, service=self.service)
+        headers = self._signed(operation, body, self._credentials.get())
         try:
             response = self.http.post(self.endpoint + "/", content=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise _Retryable(AwsUnreachable(f"{self.service} {operation}: {type(exc).__name__}"), timeout=True) from exc
         except httpx.TransportError as exc:
-            raise _Retryable(AwsUnreachable(f"{self.service} {operation}: {type(exc).__name__}")) from exc
-        content = response.content
-        metadata = {"HTTPStatusCode": response.status_code, "RequestId": response.headers.get("x-amzn-requestid"),
-                    "HTTPHeaders": dict(response.headers)}
-        crc = response.headers.get("x-amz-crc32")
+            raise self._unreachable(operation, exc) from exc
+        return self._answer(operation, response.status_code, response.headers, response.content)
+
+    async def _asend(self, operation: str, body: bytes) -> dict[str, Any]:
+        credentials = self._credentials.fresh() or await asyncio.to_thread(self._credentials.get)
+        headers = self._signed(operation, body, credentials)
+        headers["Content-Length"] = str(len(body))
+        head = http1.request_head(b"POST", b"/", [(name.encode(), value.encode()) for name, value in headers.items()])
+        try:
+            connection, exchange = await self._pool_here().request(
+                self._origin, head, body, connect_timeout=self._connect_timeout, read_timeout=self._read_timeout)
+            content = await http1.read_body(connection, exchange)
+        except httpx.TransportError as exc:
+            raise self._unreachable(operation, exc) from exc
+        status, raw_headers = exchange.head  # type: ignore[misc]
+        return self._answer(operation, status, httpx.Headers(raw_headers), content)
+
+    def _unreachable(self, operation: str, exc: httpx.TransportError) -> _Retryable:
+        return _Retryable(AwsUnreachable(f"{self.service} {operation}: {type(exc).__name__}"),
+                          timeout=isinstance(exc, httpx.TimeoutException))
+
+    def _answer(self, operation: str, status: int, headers: httpx.Headers, content: bytes) -> dict[str, Any]:
+        metadata = {"HTTPStatusCode": status, "RequestId": headers.get("x-amzn-requestid"),
+                    "HTTPHeaders": dict(headers)}
+        crc = headers.get("x-amz-crc32")
         if self._check_crc32 and crc is not None and zlib.crc32(content) & 0xFFFFFFFF != int(crc):
             raise _Retryable(AwsUnreachable(f"{self.service} {operation}: CRC32 mismatch"))
         try:
             parsed = json.loads(content) if content else {}
         except ValueError:
             parsed = None
-        if response.status_code < 300 and isinstance(parsed, dict):
+        if status < 300 and isinstance(parsed, dict):
             answer = _decode_blobs(parsed) if b'"B' in content else parsed
             answer["ResponseMetadata"] = metadata
             return answer
-        error = self._error(operation, response, parsed if isinstance(parsed, dict) else {}, metadata)
+        error = self._error(operation, status, headers, parsed if isinstance(parsed, dict) else {}, metadata)
         code = error.response["Error"]["Code"]
-        if response.status_code in RETRYABLE_STATUS or code in THROTTLING_CODES or code in TRANSIENT_CODES:
+        if status in RETRYABLE_STATUS or code in THROTTLING_CODES or code in TRANSIENT_CODES:
             raise _Retryable(error)
         raise error
 
     @staticmethod
-    def _error(operation: str, response: httpx.Response, body: dict[str, Any],
+    def _error(operation: str, status: int, headers: httpx.Headers, body: dict[str, Any],
                metadata: dict[str, Any]) -> AwsError:
-        code = str(body.get("__type") or response.headers.get("x-amzn-errortype", "")).split(":")[0]
-        code = code.rsplit("#", 1)[-1] or str(response.status_code)
+        code = str(body.get("__type") or headers.get("x-amzn-errortype", "")).split(":")[0]
+        code = code.rsplit("#", 1)[-1] or str(status)
         message = body.get("message") or body.get("Message") or ""
         members = {name: _decode_blobs(value) for name, value in body.items()
                    if name not in ("__type", "message", "Message")}

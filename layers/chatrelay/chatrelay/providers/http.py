@@ -1,7 +1,8 @@
 """The HTTP vendor adapters' one boundary with httpx, and the SSE decoder for vendors' streams.
 
 * :func:`new_client`: the pooled ``AsyncClient`` each adapter owns (one per provider,
-  created once per process).
+  created once per process), on the lean HTTP/1.1 transport of ``chatrelay/http1.py``, or on
+  httpx's default one when the environment names a proxy.
 * :func:`upstream_errors`: httpx's exceptions as members of the error tree, in the
   spirit of httpx's own ``map_httpcore_exceptions``; :func:`streaming` sends a request
   under it and closes the response however the stream ends.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import http.cookiejar
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,10 +34,10 @@ from typing import Any
 import httpx
 
 from chatrelay import errors
+from chatrelay.http1 import HTTP1Transport, proxies_configured
 
 MAX_BODY = 64 * 1024
 """What :func:`read_json` reads at most (and a little more): enough for any error object."""
-POOL_LIMITS = httpx.Limits(max_connections=4000, max_keepalive_connections=200)
 DRAIN_SECONDS = 0.5
 
 STATUS_ERRORS: dict[int, type[errors.UpstreamError]] = {
@@ -48,7 +50,13 @@ STATUS_ERRORS: dict[int, type[errors.UpstreamError]] = {
 
 
 def new_client(connect_timeout: float, read_timeout: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), limits=POOL_LIMITS)
+    # A proxy from the environment: httpx's own transport, which routes through it (and honours NO_PROXY).
+    transport = None if proxies_configured() else HTTP1Transport()
+    # No cookie jar that keeps what a vendor sets: one client serves every user's turns.
+    jar = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    return httpx.AsyncClient(timeout=httpx.Timeout(read_timeout, connect=connect_timeout), transport=transport,
+                             limits=httpx.Limits(max_connections=4000, max_keepalive_connections=200),
+                             cookies=jar)
 
 
 @contextlib.contextmanager

@@ -18,14 +18,17 @@ consistent reads; listings go through ``gsi1``.
 The repositories (``store/dynamodb.py``: turns and conversations;
 ``store/refresh_tokens.py``; ``quotas/store.py``) build keys with the functions
 here and call DynamoDB only through :class:`Table`, with plain Python values in and
-out. The client (``chatrelay.aws.DynamoDBClient``; an injected botocore client works the
-same) is blocking: every call runs in a worker thread (bounded by a capacity limiter), so
-the event loop that relays tokens never waits on DynamoDB. The client's errors (its own or
-botocore's) become ``chatrelay.errors`` here and nowhere else.
+out. The client (``chatrelay.aws.DynamoDBClient``) answers on the event loop, over the same
+lean HTTP/1.1 pool as the vendors (``chatrelay/http1.py``): no worker thread per call, which
+cost the relay a thread hand-off and the GIL on every checkpoint; an injected blocking
+client (botocore's) runs in worker threads instead. Calls in flight are bounded by a
+capacity limiter either way. The client's errors (its own or botocore's) become
+``chatrelay.errors`` here and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -264,6 +267,48 @@ def _translate(response: Mapping[str, Any]) -> errors.ChatRelayError:
     return errors.StorageError(f"DynamoDB {code}")
 
 
+_METHODS = {"GetItem": "get_item", "PutItem": "put_item", "UpdateItem": "update_item", "Query": "query",
+            "TransactWriteItems": "transact_write_items", "BatchWriteItem": "batch_write_item"}
+"""The operations the app calls, by botocore's method names (an injected botocore client)."""
+_in_flight: set[asyncio.Task] = set()
+"""Calls whose caller may have been cancelled: held here until they end."""
+
+
+def _settled(task: asyncio.Task) -> None:
+    _in_flight.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: a caller that was cancelled no longer awaits it
+
+
+def _translation(exc: Exception) -> Exception:
+    response = _error_response(exc)
+    if response is not None:
+        return _translate(response)
+    if _no_answer(exc):
+        return errors.StorageError(f"DynamoDB {type(exc).__name__}")
+    return exc
+
+
+def _translated(method: Callable[..., dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return method(**params)
+    except Exception as exc:
+        translated = _translation(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+async def _translating(acall: Callable[..., Any], operation: str, params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return await acall(operation, params)
+    except Exception as exc:
+        translated = _translation(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
 class Table:
     """One DynamoDB table; every call the app makes to DynamoDB goes through here."""
 
@@ -285,26 +330,29 @@ class Table:
     def client(self) -> Any:
         return self._client
 
-    async def _call(self, operation: Callable[..., T], /, **kwargs: Any) -> T:
-        def run() -> T:
-            try:
-                return operation(**kwargs)
-            except Exception as exc:
-                response = _error_response(exc)
-                if response is not None:
-                    raise _translate(response) from exc
-                if _no_answer(exc):
-                    raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
-                raise
+    async def _call(self, operation: str, /, **params: Any) -> dict[str, Any]:
+        """DynamoDB's answer to ``operation`` (``"GetItem"``...), its errors as ``chatrelay.errors``.
 
-        # The worker thread is not abandoned on cancellation: a write that started finishes.
-        return await anyio.to_thread.run_sync(run, limiter=self._limiter)
+        The app's own client answers on the event loop (``acall``); an injected blocking client
+        (botocore's) runs in a worker thread. Either way a call that started is not abandoned
+        when its caller is cancelled: a turn's ending lands even if the request that ran it is
+        gone (the task runs on, shielded, like a worker thread would).
+        """
+        acall = getattr(self._client, "acall", None)
+        if acall is None:
+            method = getattr(self._client, _METHODS[operation])
+            return await anyio.to_thread.run_sync(lambda: _translated(method, params), limiter=self._limiter)
+        async with self._limiter:  # as many calls in flight as there would be worker threads
+            task = asyncio.ensure_future(_translating(acall, operation, params))
+            _in_flight.add(task)
+            task.add_done_callback(_settled)
+            return await asyncio.shield(task)
 
     async def get(self, key: Key, *, consistent: bool = True, projection: str | None = None) -> Item | None:
         """The item at ``key`` (only the ``projection`` attributes, if given), or None."""
         extra = {"ProjectionExpression": projection} if projection else {}
         response = await self._call(
-            self._client.get_item, TableName=self.name, Key=serialize(key), ConsistentRead=consistent, **extra
+            "GetItem", TableName=self.name, Key=serialize(key), ConsistentRead=consistent, **extra
         )
         item = response.get("Item")
         return deserialize(item) if item is not None else None
@@ -312,7 +360,7 @@ class Table:
     async def put_if_absent(self, item: Item) -> bool:
         """Write ``item`` unless its key is taken: True when written."""
         try:
-            await self._call(self._client.put_item, TableName=self.name, Item=serialize(item),
+            await self._call("PutItem", TableName=self.name, Item=serialize(item),
                              ConditionExpression="attribute_not_exists(pk)")
         except errors.ConditionFailed:
             return False
@@ -329,7 +377,7 @@ class Table:
         request = self._update_request(key, expression, condition, attributes)
         if return_new:
             request["ReturnValues"] = "ALL_NEW"
-        response = await self._call(self._client.update_item, **request)
+        response = await self._call("UpdateItem", **request)
         return deserialize(response["Attributes"]) if return_new else None
 
     async def conditional_update(
@@ -371,7 +419,7 @@ class Table:
 
     async def transact_write(self, operations: Sequence[dict[str, Any]]) -> None:
         """All of ``operations`` or none; TransactionCanceled says why not, per operation."""
-        await self._call(self._client.transact_write_items, TransactItems=list(operations))
+        await self._call("TransactWriteItems", TransactItems=list(operations))
 
     # ---- queries ----------------------------------------------------------------
 
@@ -431,7 +479,7 @@ class Table:
         optional = {"IndexName": index, "Limit": limit, "ProjectionExpression": projection,
                     "ConsistentRead": consistent or None, "ExclusiveStartKey": start}
         request.update({name: value for name, value in optional.items() if value})
-        response = await self._call(self._client.query, **request)
+        response = await self._call("Query", **request)
         return [deserialize(raw) for raw in response.get("Items", [])], response.get("LastEvaluatedKey")
 
     # ---- deletes ----------------------------------------------------------------
@@ -444,7 +492,7 @@ class Table:
     async def _delete_batch(self, keys: Sequence[Key]) -> None:
         requests = {self.name: [{"DeleteRequest": {"Key": serialize(key)}} for key in keys]}
         for attempt in range(8):
-            response = await self._call(self._client.batch_write_item, RequestItems=requests)
+            response = await self._call("BatchWriteItem", RequestItems=requests)
             requests = response.get("UnprocessedItems") or {}
             if not requests:
                 return
