@@ -240,3 +240,11 @@ def test_documented_provider_variables_are_settings_and_only_settings_read_the_e
         "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE",
         "AWS_CONFIG_FILE", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"}
+
+
+def test_the_registry_names_the_native_adapters_default_endpoints():
+    """Written in the registry so that building one imports no adapter; they must stay the adapters' own."""
+    from chatrelay.providers import anthropic_messages, baidu_ernie, registry
+
+    assert registry.ANTHROPIC_BASE_URL == anthropic_messages.DEFAULT_BASE_URL
+    assert registry.ERNIE_BASE_URL == baidu_ernie.DEFAULT_BASE_URL

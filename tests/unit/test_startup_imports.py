@@ -3,9 +3,9 @@
 A cold start pays for every module imported before the first byte (bench/coldstart.py), so
 rarely used paths are imported when first used: WeChat (login and content checks), YAML (a
 providers file), Bedrock (botocore's event stream), Powertools' tracing, and, in the buffered
-API function, the streaming routes and sse-starlette (with the uvicorn it imports), and the turn
-service with its relay and quotas (imported when a turn is first stopped there), and content
-safety unless it is on. botocore's
+API function, the streaming routes and sse-starlette (with the uvicorn it imports), the turn
+service with its relay and quotas (imported when a turn is first stopped there), the vendor
+adapters (it lists models but calls no vendor), and content safety unless it is on. botocore's
 client machinery and boto3 are not imported at all: the store and the secrets call AWS through
 chatrelay/aws.py. Each entry point is imported by a fresh interpreter, configured as the
 template configures it (no WeChat, no content safety, no providers file).
@@ -29,7 +29,10 @@ NEVER_AT_START_UP = {"boto3", "s3transfer", "botocore.session", "botocore.client
                      "chatrelay.auth.wechat", "chatrelay.safety.wechat", "chatrelay.providers.bedrock_converse"}
 STREAMING_ONLY = {"sse_starlette", "uvicorn", "chatrelay.api.routes_chat", "chatrelay.api.routes_openai",
                   "chatrelay.api.routes_ui", "chatrelay.streaming.response", "chatrelay.streaming.relay",
-                  "chatrelay.turns.service", "chatrelay.quotas", "chatrelay.safety"}
+                  "chatrelay.turns.service", "chatrelay.quotas", "chatrelay.safety",
+                  # It lists models (the registry) but never calls a vendor: no adapter is imported.
+                  "chatrelay.providers.openai_compat", "chatrelay.providers.anthropic_messages",
+                  "chatrelay.providers.baidu_ernie", "chatrelay.providers.http"}
 ENV = {"CHAT_TABLE": "t", "CHATRELAY_TOKEN_SECRET": "s" * 40, "CHATRELAY_SERVE_H5": "false", "AWS_REGION": "us-east-1",
        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING"}
 
@@ -54,6 +57,7 @@ def test_entry_points_import_nothing_a_first_request_cannot_need(directory, modu
         assert not STREAMING_ONLY & modules, sorted(STREAMING_ONLY & modules)
     else:
         assert {"chatrelay.api.routes_chat", "chatrelay.api.routes_openai", "chatrelay.api.routes_ui"} <= modules
+        assert "chatrelay.providers.openai_compat" in modules  # the first turn's adapter, loaded at start-up
 
 
 def test_the_buffered_app_has_every_route_but_the_streaming_ones():

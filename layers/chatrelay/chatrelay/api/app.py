@@ -124,6 +124,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(routes_openai.router)
         app.include_router(routes_ui.router)
         ERROR_SHAPES[routes_openai.PATH] = _openai_shape
+        services.registry.import_adapters()  # at start-up, not in a first turn's time to first token
     app.include_router(routes_history.router)
     app.include_router(routes_requests.router)
     app.include_router(routes_auth.router)

@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from chatrelay import errors, secrets
-from chatrelay.providers import anthropic_messages, baidu_ernie
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams
 from chatrelay.providers.config import ProvidersFile, ProvidersFileError, credential, load_providers_file
 from chatrelay.providers.deadlines import TimedProvider, Timeouts
 from chatrelay.providers.failover import FailoverProvider, Member
-from chatrelay.providers.openai_compat import OpenAICompatProvider
 from chatrelay.settings import Settings, environment_variable, vendor_variables
 
 
@@ -64,6 +62,10 @@ class Preset:
 MOCK_MODEL = "mock-gpt"
 ANTHROPIC_MODEL = "claude-sonnet-4-5"
 ERNIE_MODEL = "ernie-4.0-turbo-8k"
+# The native adapters' endpoints (their modules' DEFAULT_BASE_URL, which a test compares): written
+# here so that building a registry imports no adapter; each is imported by its factory when used.
+ANTHROPIC_BASE_URL = "https://api.anthropic.com"
+ERNIE_BASE_URL = "https://aip.baidubce.com"
 
 
 class Vendor(NamedTuple):
@@ -90,8 +92,8 @@ VENDOR_PRESETS: dict[str, Vendor] = {
 """The OpenAI-compatible presets; an ``openai_compat`` providers-file entry of the same name inherits them."""
 
 NATIVE_PRESETS: dict[str, Vendor] = {
-    "anthropic": Vendor(anthropic_messages.DEFAULT_BASE_URL, ANTHROPIC_MODEL, kind="anthropic"),
-    "ernie": Vendor(baidu_ernie.DEFAULT_BASE_URL, ERNIE_MODEL, kind="baidu_ernie", needs=("api_key", "secret_key")),
+    "anthropic": Vendor(ANTHROPIC_BASE_URL, ANTHROPIC_MODEL, kind="anthropic"),
+    "ernie": Vendor(ERNIE_BASE_URL, ERNIE_MODEL, kind="baidu_ernie", needs=("api_key", "secret_key")),
     "bedrock": Vendor("", None, kind="bedrock", needs=("model",)),
 }
 
@@ -107,24 +109,30 @@ class Wiring(NamedTuple):
 
 
 def _openai_compat(w: Wiring) -> Provider:
+    from chatrelay.providers.openai_compat import OpenAICompatProvider
+
     return OpenAICompatProvider(w.preset.name, w.preset.base_url, w.api_key, include_usage=w.preset.include_usage,
                                 connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
 
 
 def _anthropic(w: Wiring) -> Provider:
+    from chatrelay.providers import anthropic_messages
+
     return anthropic_messages.AnthropicProvider(
-        w.preset.name, w.api_key, w.preset.base_url or anthropic_messages.DEFAULT_BASE_URL,
+        w.preset.name, w.api_key, w.preset.base_url or ANTHROPIC_BASE_URL,
         max_tokens=w.preset.max_tokens or anthropic_messages.DEFAULT_MAX_TOKENS,
         connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
 
 
 def _baidu_ernie(w: Wiring) -> Provider:
+    from chatrelay.providers import baidu_ernie
+
     preset = w.preset
     secret_key = preset.secret_key or (_secret(preset, preset.secret_key_secret) if preset.secret_key_secret else None)
     if not w.api_key or not secret_key:
         raise errors.UpstreamAuthError(f"{preset.name}: Baidu ERNIE needs an API key and a secret key")
     return baidu_ernie.BaiduErnieProvider(preset.name, w.api_key, secret_key,
-                                          preset.base_url or baidu_ernie.DEFAULT_BASE_URL,
+                                          preset.base_url or ERNIE_BASE_URL,
                                           connect_timeout=w.connect_timeout, read_timeout=w.read_timeout)
 
 
@@ -134,6 +142,14 @@ def _bedrock(w: Wiring) -> Provider:
     return BedrockConverseProvider(w.preset.name, region=w.preset.region or w.settings.aws_region,
                                    endpoint_url=w.preset.base_url or None, connect_timeout=w.connect_timeout,
                                    read_timeout=w.read_timeout)
+
+
+_ADAPTER_MODULES = {
+    "openai_compat": "chatrelay.providers.openai_compat", "mock": "chatrelay.providers.openai_compat",
+    "anthropic": "chatrelay.providers.anthropic_messages", "baidu_ernie": "chatrelay.providers.baidu_ernie",
+}
+"""The HTTP adapters by kind, for :meth:`ProviderRegistry.import_adapters` (Bedrock's, with boto3, loads
+when first used, as before)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,8 +167,8 @@ class AdapterKind:
 KINDS: dict[str, AdapterKind] = {
     "openai_compat": AdapterKind(_openai_compat),
     "mock": AdapterKind(_openai_compat, lambda settings: settings.mock_llm_base_url, MOCK_MODEL),
-    "anthropic": AdapterKind(_anthropic, lambda settings: anthropic_messages.DEFAULT_BASE_URL),
-    "baidu_ernie": AdapterKind(_baidu_ernie, lambda settings: baidu_ernie.DEFAULT_BASE_URL, needs_key_pair=True),
+    "anthropic": AdapterKind(_anthropic, lambda settings: ANTHROPIC_BASE_URL),
+    "baidu_ernie": AdapterKind(_baidu_ernie, lambda settings: ERNIE_BASE_URL, needs_key_pair=True),
     "bedrock": AdapterKind(_bedrock, lambda settings: "", needs_base_url=False),
 }
 
@@ -298,6 +314,14 @@ class ProviderRegistry:
                     raise ProvidersFileError(f"{spelled!r} names both {spellings[key]} and {preset.name}")
                 spellings[key] = preset.name
         return spellings
+
+    def import_adapters(self) -> None:
+        """Import the adapters the presets use (the streaming function does, at start-up: its first
+        turn needs one; the API function, which calls no vendor, never does)."""
+        import importlib
+
+        for module in sorted({_ADAPTER_MODULES[p.kind] for p in self._presets.values() if p.kind in _ADAPTER_MODULES}):
+            importlib.import_module(module)
 
     @property
     def names(self) -> list[str]:
