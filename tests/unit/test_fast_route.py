@@ -80,7 +80,7 @@ async def _request(app, method: str, url: str, headers: dict, content: bytes | N
     if slow:
         app.dependency_overrides[_token] = _token  # any override: FastAPI resolves every request
     try:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # 500s answered
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             response = await client.request(method, url, headers=headers, content=content)
     finally:
@@ -180,3 +180,36 @@ def test_a_repeated_header_is_left_to_fastapi(app, solved):
     fast = _send(app, "POST", "/v1/chat/stream", httpx.Headers(headers), BODY, slow=False)
     assert solved
     assert fast[0] == _Captured.status_code
+
+
+def test_once_routed_a_plain_request_skips_fastapis_router(app, monkeypatch):
+    handled: list[int] = []
+    handle = fastapi.routing.APIRoute.handle
+
+    async def counting(self, scope, receive, send):
+        handled.append(1)
+        return await handle(self, scope, receive, send)
+
+    monkeypatch.setattr(fastapi.routing.APIRoute, "handle", counting)
+    headers = {"Authorization": f"Bearer {_token(app)}", "Content-Type": JSON}
+    for path in ("/v1/chat/stream", "/v1/chat/completions"):
+        body = BODY if path == "/v1/chat/stream" else COMPLETION
+        _send(app, "POST", path, headers, body, slow=False)  # routed by FastAPI (or already learned)
+        handled.clear()
+        assert _send(app, "POST", path, headers, body, slow=False)[0] == _Captured.status_code
+        assert not handled
+        _send(app, "POST", path, headers, body, slow=True)
+        assert handled  # with dependency overrides, FastAPI routes it
+
+
+def test_an_unexpected_error_is_a_500_on_both_paths(app, monkeypatch):
+    async def broken(self, user_id, request, *, deadline=None):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_Turns, "start", broken)
+    headers = {"Authorization": f"Bearer {_token(app)}", "Content-Type": JSON}
+    _send(app, "POST", "/v1/chat/stream", headers, BODY, slow=False)  # routed once
+    fast = _send(app, "POST", "/v1/chat/stream", headers, BODY, slow=False)
+    slow = _send(app, "POST", "/v1/chat/stream", headers, BODY, slow=True)
+    assert fast == slow
+    assert fast[0] == 500 and fast[1]["code"] == "internal_error"
