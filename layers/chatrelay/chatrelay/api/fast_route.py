@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatrelay import errors
+from chatrelay.api import limits
 from chatrelay.api.services import Services
 
 DECLINE: Any = object()
@@ -96,7 +97,9 @@ async def json_body(request: Request, content_type: str | None, model: type[Mode
     it or read it some other way (another content type, an empty body)."""
     if content_type is None or content_type.partition(";")[0].strip().lower() != "application/json":
         return None
-    body = await request.body()  # Starlette keeps it: the slow path reads the same bytes
+    body = request.scope.get(limits.BODY)  # read already: no second pass through Starlette's stream
+    if body is None:
+        body = await request.body()  # Starlette keeps it: the slow path reads the same bytes
     if not body:
         return None
     try:
