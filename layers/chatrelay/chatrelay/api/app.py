@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors, snapshot
 from chatrelay.api import routes_auth, routes_history, routes_me, routes_requests, routes_system
+from chatrelay.api.fast_route import FastDispatch
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import ChatRelayAPI, RequestContextMiddleware
 from chatrelay.api.services import Services
@@ -112,6 +113,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = services
     install_error_handlers(app)
+    # Innermost: skips FastAPI's routing for the stream routes, once it has routed them (fast_route.py).
+    app.add_middleware(FastDispatch)
     # Inside the request context (so refusals are logged), outside everything else.
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
                        max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout)

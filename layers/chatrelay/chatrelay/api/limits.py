@@ -25,6 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatrelay import errors
 
+BODY = "chatrelay.body"
+"""The scope key of the whole request body, once read here."""
+
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
@@ -122,6 +125,7 @@ class RequestLimitsMiddleware:
             error = errors.InvalidRequest(f"JSON is nested deeper than {self.max_json_depth} levels", field="body")
             await _send_error(send, 422, error.to_dict())
             return
+        scope[BODY] = body  # the fast routes' parsers read it here (api/fast_route.py)
         replayed = False
 
         async def replay() -> Message:

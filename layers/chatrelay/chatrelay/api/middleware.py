@@ -19,8 +19,9 @@ place in front of the stream routes.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,10 +31,14 @@ from chatrelay.observability import hash_user_id, logger
 from chatrelay.streaming import RAW_SEND
 
 _REQUEST_ID_HEADERS = (b"x-amzn-requestid", b"x-amz-request-id", b"x-request-id")
+_REQUEST_ID_NAMES = frozenset(_REQUEST_ID_HEADERS)
 
 
 def _request_id(scope: Scope, invocation: dict | None) -> str:
-    headers = dict(scope.get("headers") or [])
+    headers = {}  # only the candidates (the last of each, as dict() of all headers kept it)
+    for name, value in scope.get("headers") or ():
+        if name in _REQUEST_ID_NAMES:
+            headers[name] = value
     for name in _REQUEST_ID_HEADERS:
         if headers.get(name):
             return headers[name].decode("latin-1")[:128]
@@ -42,7 +47,7 @@ def _request_id(scope: Scope, invocation: dict | None) -> str:
     aws_event = scope.get("aws.context")  # Mangum puts the Lambda context here
     if aws_event is not None and getattr(aws_event, "aws_request_id", None):
         return str(aws_event.aws_request_id)
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # uuid4().hex's length and alphabet; uuid4() cost ~40 µs a request (cold)
 
 
 class RequestContextMiddleware:
@@ -85,8 +90,20 @@ class RequestContextMiddleware:
             logger.thread_safe_remove_keys(["request_id"])
 
 
+_NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+
+
 class ChatRelayAPI(FastAPI):
-    """FastAPI that hands the server's ``send`` to the stream responses (see the module docstring)."""
+    """FastAPI that hands the server's ``send`` to the stream responses (see the module docstring).
+
+    FastAPI's OpenTelemetry bridge is off: chatrelay traces with Powertools (chatrelay/tracing.py)
+    and configures no OpenTelemetry provider, yet the bridge looked the global providers up before
+    every request (about 35 µs ahead of a stream's upstream request).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("telemetry", _NO_TELEMETRY)
+        super().__init__(**kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

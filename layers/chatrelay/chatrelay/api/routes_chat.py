@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Header, Path, Query, Request
 
 from chatrelay import errors
+from chatrelay.api import fast_route
 from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ChatStreamRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
@@ -49,10 +50,6 @@ def _response(stream: TurnStream, fmt: StreamFormat, services: Services, newline
                         headers=headers)
 
 
-@router.post(
-    "/chat/stream",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}, **_CHAT_ERRORS},
-)
 async def chat_stream(
     request: Request, body: ChatStreamRequest, user_id: UserId, services: ServicesDep, format: FormatQuery = "json",
     newlines: NewlinesQuery = None,
@@ -62,6 +59,35 @@ async def chat_stream(
     # The legacy client (the one that sends userCode) replaces "(@n@)" with newlines.
     style = newlines or ("marker" if body.user_code is not None else "lines")
     return _response(stream, format, services, style)
+
+
+_CHAT_STREAM_HEADERS = (b"authorization", b"content-type")
+
+
+async def _chat_stream_fast(request: Request):
+    """``chat_stream``'s parameters read as FastAPI reads them (api/fast_route.py), or DECLINE."""
+    services: Services = request.app.state.services
+    found = fast_route.headers(request, _CHAT_STREAM_HEADERS)
+    if found is None:
+        return fast_route.DECLINE
+    fmt = fast_route.query_choice(request, "format", ("json", "text"), "json")
+    newlines = fast_route.query_choice(request, "newlines", ("lines", "marker"), None)
+    if fmt is fast_route.DECLINE or newlines is fast_route.DECLINE:
+        return fast_route.DECLINE
+    user_id = fast_route.bearer_user(request, found.get(b"authorization"), services)
+    if user_id is None:
+        return fast_route.DECLINE
+    body = await fast_route.json_body(request, found.get(b"content-type"), ChatStreamRequest)
+    if body is None:
+        return fast_route.DECLINE
+    return await chat_stream(request, body, user_id, services, fmt, newlines)
+
+
+router.add_api_route(
+    "/chat/stream", chat_stream, methods=["POST"],
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The answer as SSE."}, **_CHAT_ERRORS},
+    route_class_override=fast_route.fast_route(_chat_stream_fast),
+)
 
 
 @router.get(

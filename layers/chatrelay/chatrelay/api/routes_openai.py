@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from chatrelay import errors
+from chatrelay.api import fast_route
 from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ID_PATTERN
 from chatrelay.api.security import ServicesDep, UserId
@@ -100,12 +101,6 @@ def _conversation_id(header: str | None, body: ChatCompletionRequest) -> str | N
     return value
 
 
-@router.post(
-    "/chat/completions",
-    responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
-                     "description": "chat.completion, or chat.completion.chunk SSE with stream=true"},
-               **_ERRORS},
-)
 async def chat_completions(
     request: Request,
     body: ChatCompletionRequest,
@@ -127,3 +122,30 @@ async def chat_completions(
         return JSONResponse(error_body(status, completion.error.code, completion.error.message), status_code=status,
                             headers=headers)
     return JSONResponse(completion.to_openai(), headers={**headers, "Cache-Control": SSE_HEADERS["Cache-Control"]})
+
+
+_HEADERS = (b"authorization", b"content-type", b"x-conversation-id")
+
+
+async def _chat_completions_fast(request: Request):
+    """``chat_completions``' parameters read as FastAPI reads them (api/fast_route.py), or DECLINE."""
+    services = request.app.state.services
+    found = fast_route.headers(request, _HEADERS)
+    if found is None:
+        return fast_route.DECLINE
+    user_id = fast_route.bearer_user(request, found.get(b"authorization"), services)
+    if user_id is None:
+        return fast_route.DECLINE
+    body = await fast_route.json_body(request, found.get(b"content-type"), ChatCompletionRequest)
+    if body is None:
+        return fast_route.DECLINE
+    return await chat_completions(request, body, user_id, services, found.get(b"x-conversation-id"))
+
+
+router.add_api_route(
+    "/chat/completions", chat_completions, methods=["POST"],
+    responses={200: {"content": {"text/event-stream": {}, "application/json": {}},
+                     "description": "chat.completion, or chat.completion.chunk SSE with stream=true"},
+               **_ERRORS},
+    route_class_override=fast_route.fast_route(_chat_completions_fast),
+)

@@ -130,15 +130,17 @@ class TurnRelay:
         self._driver: asyncio.Task[None] | None = None
         self._interrupted: tuple[TurnStatus, str] | None = None
 
-    def prefetch(self) -> None:
+    def prefetch(self) -> asyncio.Task[ChatDelta]:
         """Send the upstream request now, while the caller is still storing the turn.
 
         The model's time to first token then overlaps the DynamoDB write instead of
         following it. Call :meth:`discard` if the turn is not going to be relayed.
+        Returns the task reading the first delta (the caller may let it send first).
         """
         self._started = time.monotonic()
         self._upstream = self._provider.stream(self._messages, self._params)
         self._first = asyncio.create_task(_next(self._upstream))
+        return self._first
 
     async def discard(self) -> None:
         """Cancel a prefetched upstream request (the turn could not be started)."""
