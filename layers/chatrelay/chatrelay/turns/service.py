@@ -335,16 +335,16 @@ async def _stop_here(user_id: str, message_id: str) -> None:
 
 
 _SEND_STEPS = 8
-"""Loop iterations the upstream request may take to go out (httpcore yields a few times first)."""
+"""Loop iterations the upstream request may take to go out (one or two on an idle pooled connection)."""
 
 
 async def _until_sent(task: asyncio.Task) -> None:
     """Let a prefetched upstream request reach the socket before the turn's start write.
 
-    The write goes to a worker thread, and that hand-off (waking the thread, which then wants
-    the GIL) cost the request about 0.1 ms at the median and more at p90 when it came first.
-    The request is out once its task waits on I/O (``_fut_waiter``: a bare ``sleep(0)``-style
-    yield leaves it unset); bounded, so a slow path only delays the write a little.
+    Both run on the event loop; the write's encoding and signing, if they came first, would
+    delay the request the model's time to first token waits on. The request is out once its
+    task waits on I/O (``_fut_waiter``: a bare ``sleep(0)``-style yield leaves it unset);
+    bounded, so a slow path (a new connection) delays the write only a little.
     """
     for _ in range(_SEND_STEPS):
         if task.done() or task._fut_waiter is not None:  # type: ignore[attr-defined]
