@@ -97,7 +97,9 @@ class Settings(BaseModel):
     storage_threads: int = Field(
         64, ge=1, validation_alias=_env("CHATRELAY_STORAGE_THREADS")
     )
-    """Worker threads for boto3 calls (boto3 is blocking; the event loop never is)."""
+    """DynamoDB calls in flight at once (and pooled connections); worker threads only for an injected
+    blocking client (botocore's), since the app's own client calls DynamoDB on the event loop. The name
+    is kept for existing deployments."""
 
     # --- identity ----------------------------------------------------------
     token_secret: SecretStr | None = Field(

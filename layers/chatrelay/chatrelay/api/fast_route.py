@@ -24,7 +24,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette._exception_handler import wrap_app_handling_exceptions
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatrelay import errors
 from chatrelay.api import limits
@@ -108,6 +108,20 @@ async def json_body(request: Request, content_type: str | None, model: type[Mode
         return None
 
 
+async def authorized_json(request: Request, names: Collection[bytes],
+                          model: type[Model]) -> tuple[dict[bytes, str], str, Model] | None:
+    """The plain case of a JSON route: ``names`` (with ``authorization`` and ``content-type``) each
+    sent once, a verified bearer token and a valid ``model`` body; None otherwise (FastAPI's then)."""
+    found = headers(request, names)
+    if found is None:
+        return None
+    user_id = bearer_user(request, found.get(b"authorization"), request.app.state.services)
+    if user_id is None:
+        return None
+    body = await json_body(request, found.get(b"content-type"), model)
+    return None if body is None else (found, user_id, body)
+
+
 def query_choice(request: Request, name: str, choices: Collection[str], default: str | None) -> Any:
     """A query parameter typed as a ``Literal`` of ``choices``: its value, ``default`` when absent,
     :data:`DECLINE` when repeated or not one of them."""
@@ -173,18 +187,4 @@ class FastDispatch:
 
         await wrap_app_handling_exceptions(direct, request)(scope, receive, send)
         if declined:
-            await self.app(scope, _replay(await request.body(), receive), send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """``receive`` with the already read body given once more first."""
-    replayed = False
-
-    async def again() -> Message:
-        nonlocal replayed
-        if not replayed:
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return again
+            await self.app(scope, limits.replay(await request.body(), receive), send)

@@ -66,21 +66,15 @@ _CHAT_STREAM_HEADERS = (b"authorization", b"content-type")
 
 async def _chat_stream_fast(request: Request):
     """``chat_stream``'s parameters read as FastAPI reads them (api/fast_route.py), or DECLINE."""
-    services: Services = request.app.state.services
-    found = fast_route.headers(request, _CHAT_STREAM_HEADERS)
-    if found is None:
-        return fast_route.DECLINE
     fmt = fast_route.query_choice(request, "format", ("json", "text"), "json")
     newlines = fast_route.query_choice(request, "newlines", ("lines", "marker"), None)
     if fmt is fast_route.DECLINE or newlines is fast_route.DECLINE:
         return fast_route.DECLINE
-    user_id = fast_route.bearer_user(request, found.get(b"authorization"), services)
-    if user_id is None:
+    plain = await fast_route.authorized_json(request, _CHAT_STREAM_HEADERS, ChatStreamRequest)
+    if plain is None:
         return fast_route.DECLINE
-    body = await fast_route.json_body(request, found.get(b"content-type"), ChatStreamRequest)
-    if body is None:
-        return fast_route.DECLINE
-    return await chat_stream(request, body, user_id, services, fmt, newlines)
+    _, user_id, body = plain
+    return await chat_stream(request, body, user_id, request.app.state.services, fmt, newlines)
 
 
 router.add_api_route(

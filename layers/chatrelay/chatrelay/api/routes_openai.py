@@ -129,17 +129,11 @@ _HEADERS = (b"authorization", b"content-type", b"x-conversation-id")
 
 async def _chat_completions_fast(request: Request):
     """``chat_completions``' parameters read as FastAPI reads them (api/fast_route.py), or DECLINE."""
-    services = request.app.state.services
-    found = fast_route.headers(request, _HEADERS)
-    if found is None:
+    plain = await fast_route.authorized_json(request, _HEADERS, ChatCompletionRequest)
+    if plain is None:
         return fast_route.DECLINE
-    user_id = fast_route.bearer_user(request, found.get(b"authorization"), services)
-    if user_id is None:
-        return fast_route.DECLINE
-    body = await fast_route.json_body(request, found.get(b"content-type"), ChatCompletionRequest)
-    if body is None:
-        return fast_route.DECLINE
-    return await chat_completions(request, body, user_id, services, found.get(b"x-conversation-id"))
+    found, user_id, body = plain
+    return await chat_completions(request, body, user_id, request.app.state.services, found.get(b"x-conversation-id"))
 
 
 router.add_api_route(

@@ -113,9 +113,9 @@ class Services:
             # Local development only: tokens die with the process.
             secret = secrets.token_urlsafe(48)
             logger.warning("no CHATRELAY_TOKEN_SECRET: using a random one (dev auth)")
-        # One table for every record family: one client and one pool of worker threads.
+        # One table for every record family: one client, one connection pool, one bound on calls in flight.
         table = Table(settings.chat_table, endpoint_url=settings.dynamodb_endpoint_url, region=settings.aws_region,
-                      max_threads=settings.storage_threads)
+                      max_in_flight=settings.storage_threads)
         store = DynamoDBChatStore(table, retention_days=settings.retention_days,
                                   stale_after_seconds=settings.stale_after)
         wechat = None

@@ -319,12 +319,12 @@ class Table:
         client: Any | None = None,
         endpoint_url: str | None = None,
         region: str = "us-east-1",
-        max_threads: int = 64,
+        max_in_flight: int = 64,
     ) -> None:
         self.name = name
         # An injected client wins; otherwise the process's one.
-        self._client = client or dynamodb_client(endpoint_url, region, max_threads)
-        self._limiter = anyio.CapacityLimiter(max_threads)
+        self._client = client or dynamodb_client(endpoint_url, region, max_in_flight)
+        self._limiter = anyio.CapacityLimiter(max_in_flight)
 
     @property
     def client(self) -> Any:
