@@ -338,3 +338,29 @@ async def test_vendor_cookies_are_not_kept_between_turns():
             await vendor.get(url + "/v1/a")
             await vendor.get(url + "/v1/b")
     assert len(heads) == 2 and b"cookie" not in heads[1]
+
+
+@on_a_loop
+async def test_the_aws_client_closes_its_pool_at_once_when_closed_on_its_loop():
+    """SnapStart's before-snapshot hook runs on the loop and the snapshot follows its answer: the pooled
+    connections must be gone by then, not on some later iteration."""
+    from chatrelay import aws
+
+    closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        assert await reader.read() == b""
+        closed.set()
+
+    async with serving(handler) as (url, _):
+        keys = aws.CredentialChain(environ={"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
+        dynamodb = aws.DynamoDBClient(region="us-east-1", endpoint=url, credentials=keys)
+        await dynamodb.acall("GetItem", {"TableName": "t", "Key": {}})
+        pool = dynamodb._pool_here()
+        assert pool.idle_count() == 1
+        dynamodb.close()
+        assert pool.closed and pool.idle_count() == 0 and not dynamodb.pool_open
+        await asyncio.wait_for(closed.wait(), 5)

@@ -316,12 +316,17 @@ def _backoff(attempt: int) -> float:
 
 
 def _close_on_its_loop(pool: http1.ConnectionPool) -> None:
-    # asyncio's transports are closed on their own loop's thread (or directly when it is not running).
+    # asyncio's transports are closed on their own loop's thread: at once when called there (a
+    # SnapStart hook runs on the loop, and the snapshot follows its answer) or the loop is not running.
     try:
-        if pool.loop.is_running():
-            pool.loop.call_soon_threadsafe(pool.close)
-        else:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    try:
+        if running is pool.loop or not pool.loop.is_running():
             pool.close()
+        else:
+            pool.loop.call_soon_threadsafe(pool.close)
     except RuntimeError:  # the loop is closed: its sockets went with it
         pass
 
