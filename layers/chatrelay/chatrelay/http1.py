@@ -136,12 +136,6 @@ class Connection(asyncio.Protocol):
             self._fail(httpx.RemoteProtocolError(f"malformed response: {exc}"))
             self.close()
 
-    def pause_writing(self) -> None:  # requests are small; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # ---- a request ----
 
     def send(self, head: bytes, body: bytes, *, expect_body: bool, read_timeout: float | None) -> _Exchange:

@@ -144,14 +144,6 @@ def _bedrock(w: Wiring) -> Provider:
                                    read_timeout=w.read_timeout)
 
 
-_ADAPTER_MODULES = {
-    "openai_compat": "chatrelay.providers.openai_compat", "mock": "chatrelay.providers.openai_compat",
-    "anthropic": "chatrelay.providers.anthropic_messages", "baidu_ernie": "chatrelay.providers.baidu_ernie",
-}
-"""The HTTP adapters by kind, for :meth:`ProviderRegistry.import_adapters` (Bedrock's, with boto3, loads
-when first used, as before)."""
-
-
 @dataclass(frozen=True, slots=True)
 class AdapterKind:
     """One ``kind`` of the providers file: its adapter factory and the defaults of its entries."""
@@ -162,13 +154,19 @@ class AdapterKind:
     needs_base_url: bool = True
     needs_key_pair: bool = False
     """An API key and a secret key (each literal, from the environment or by secret name)."""
+    module: str | None = None
+    """The adapter's module, which :meth:`ProviderRegistry.import_adapters` loads at start-up (None: when
+    first used, as Bedrock's, with boto3)."""
 
 
+_OPENAI_COMPAT = "chatrelay.providers.openai_compat"
 KINDS: dict[str, AdapterKind] = {
-    "openai_compat": AdapterKind(_openai_compat),
-    "mock": AdapterKind(_openai_compat, lambda settings: settings.mock_llm_base_url, MOCK_MODEL),
-    "anthropic": AdapterKind(_anthropic, lambda settings: ANTHROPIC_BASE_URL),
-    "baidu_ernie": AdapterKind(_baidu_ernie, lambda settings: ERNIE_BASE_URL, needs_key_pair=True),
+    "openai_compat": AdapterKind(_openai_compat, module=_OPENAI_COMPAT),
+    "mock": AdapterKind(_openai_compat, lambda settings: settings.mock_llm_base_url, MOCK_MODEL, module=_OPENAI_COMPAT),
+    "anthropic": AdapterKind(_anthropic, lambda settings: ANTHROPIC_BASE_URL,
+                             module="chatrelay.providers.anthropic_messages"),
+    "baidu_ernie": AdapterKind(_baidu_ernie, lambda settings: ERNIE_BASE_URL, needs_key_pair=True,
+                               module="chatrelay.providers.baidu_ernie"),
     "bedrock": AdapterKind(_bedrock, lambda settings: "", needs_base_url=False),
 }
 
@@ -320,7 +318,8 @@ class ProviderRegistry:
         turn needs one; the API function, which calls no vendor, never does)."""
         import importlib
 
-        for module in sorted({_ADAPTER_MODULES[p.kind] for p in self._presets.values() if p.kind in _ADAPTER_MODULES}):
+        modules = {KINDS[preset.kind].module for preset in self._presets.values() if preset.kind in KINDS}
+        for module in sorted(m for m in modules if m is not None):
             importlib.import_module(module)
 
     @property

@@ -35,7 +35,7 @@ import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, NoReturn, TypedDict, TypeVar, Unpack
 
 import anyio
 
@@ -280,33 +280,28 @@ def _settled(task: asyncio.Task) -> None:
         task.exception()  # retrieved: a caller that was cancelled no longer awaits it
 
 
-def _translation(exc: Exception) -> Exception:
+def _raise_translated(exc: Exception) -> NoReturn:
+    """Raise ``exc`` as the error tree's when it is a DynamoDB answer or no answer at all, else as it is."""
     response = _error_response(exc)
     if response is not None:
-        return _translate(response)
+        raise _translate(response) from exc
     if _no_answer(exc):
-        return errors.StorageError(f"DynamoDB {type(exc).__name__}")
-    return exc
+        raise errors.StorageError(f"DynamoDB {type(exc).__name__}") from exc
+    raise exc
 
 
 def _translated(method: Callable[..., dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     try:
         return method(**params)
     except Exception as exc:
-        translated = _translation(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+        _raise_translated(exc)
 
 
 async def _translating(acall: Callable[..., Any], operation: str, params: dict[str, Any]) -> dict[str, Any]:
     try:
         return await acall(operation, params)
     except Exception as exc:
-        translated = _translation(exc)
-        if translated is exc:
-            raise
-        raise translated from exc
+        _raise_translated(exc)
 
 
 class Table:
