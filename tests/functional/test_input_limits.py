@@ -74,6 +74,23 @@ def test_other_routes_are_limited_too(small):
     assert response.status_code == 413
 
 
+def test_the_openai_route_refuses_in_openais_shape(small_server, small):
+    """The limits refuse before routing, in the shape of the route asked for: the OpenAI SDK reads
+    the code of an oversized or too deeply nested request as it reads any OpenAI error."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{small_server.url}/v1", api_key=small.headers["Authorization"][7:],
+                           max_retries=0)
+    with pytest.raises(openai.APIStatusError) as too_large:
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "x" * 2000}])
+    assert too_large.value.status_code == 413 and too_large.value.code == "payload_too_large"
+    with pytest.raises(openai.UnprocessableEntityError) as too_deep:
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "x"}],
+                                       extra_body={"extra": [[[[[[[[[1]]]]]]]]]})
+    assert too_deep.value.code == "invalid_request" and too_deep.value.body["param"] == "body"
+    _nothing_stored(small)
+
+
 def test_deeply_nested_json_is_422(small):
     body = '{"prompt": "x", "extra": ' + "[" * 9 + "]" * 9 + "}"
     response = small.post("/v1/chat/stream", content=body, headers={"Content-Type": "application/json"})

@@ -34,12 +34,18 @@ def _openai_shape(status: int, code: str, message: str, extra: dict[str, object]
 ERROR_SHAPES: dict = {}
 
 
+def error_body(path: str, status: int, code: str, message: str, extra: dict[str, object]) -> dict[str, object]:
+    """An error's body in the shape the route at ``path`` promises (also for the request limits'
+    refusals, which are sent before routing)."""
+    shape = ERROR_SHAPES.get(path)
+    return shape(status, code, message, extra) if shape else {"code": code, "message": message, **extra}
+
+
 def _error(
     request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: object
 ) -> JSONResponse:
     extra = {k: v for k, v in extra.items() if v is not None}
-    shape = ERROR_SHAPES.get(request.url.path)
-    body = shape(status, code, message, extra) if shape else {"code": code, "message": message, **extra}
+    body = error_body(request.url.path, status, code, message, extra)
     headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(body, status_code=status, headers=headers or None)
 
@@ -117,7 +123,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(FastDispatch)
     # Inside the request context (so refusals are logged), outside everything else.
     app.add_middleware(RequestLimitsMiddleware, max_body_bytes=settings.max_body_bytes,
-                       max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout)
+                       max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout,
+                       error_body=error_body)
     app.add_middleware(RequestContextMiddleware, trust_lambda_context=settings.trust_lambda_context)
     app.include_router(routes_system.router)
     if streaming:  # imported only where they are served

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,6 +61,14 @@ async def _send_error(send: Send, status: int, body: dict[str, object], *, close
     await send({"type": "http.response.body", "body": payload})
 
 
+ErrorBody = Callable[[str, int, str, str, dict[str, object]], dict[str, object]]
+"""(path, status, code, message, extra fields) -> the error's body (app.py's ``error_body``)."""
+
+
+def _native_body(path: str, status: int, code: str, message: str, extra: dict[str, object]) -> dict[str, object]:
+    return {"code": code, "message": message, **extra}
+
+
 def _is_json(scope: Scope) -> bool:
     for name, value in scope.get("headers") or ():
         if name == b"content-type":
@@ -69,16 +78,23 @@ def _is_json(scope: Scope) -> bool:
 
 class RequestLimitsMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int, body_read_timeout: float = 15.0
+        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int, body_read_timeout: float = 15.0,
+        error_body: ErrorBody = _native_body,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_json_depth = max_json_depth
         self.body_read_timeout = body_read_timeout
+        self.error_body = error_body
 
-    def _too_large(self) -> dict[str, object]:
+    def _refusal(self, scope: Scope, error: errors.ChatRelayError) -> dict[str, object]:
+        fields = error.to_dict()
+        code, message = str(fields.pop("code")), str(fields.pop("message"))
+        return self.error_body(scope.get("path", ""), error.status_code, code, message, fields)
+
+    def _too_large(self, scope: Scope) -> dict[str, object]:
         error = errors.PayloadTooLarge(f"the request body is larger than {self.max_body_bytes} bytes")
-        return error.to_dict()
+        return self._refusal(scope, error)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None if the client left; raises _TooLarge past ``max_body_bytes``."""
@@ -107,23 +123,23 @@ class RequestLimitsMiddleware:
                 except ValueError:
                     declared = 0
                 if declared > self.max_body_bytes:
-                    await _send_error(send, 413, self._too_large())
+                    await _send_error(send, 413, self._too_large(scope))
                     return
         try:
             async with asyncio.timeout(self.body_read_timeout):
                 body = await self._read_body(receive)
         except _TooLarge:
-            await _send_error(send, 413, self._too_large())
+            await _send_error(send, 413, self._too_large(scope))
             return
         except TimeoutError:
             error = errors.RequestTimeout(f"the request body did not arrive within {self.body_read_timeout:g} s")
-            await _send_error(send, 408, error.to_dict(), close=True)
+            await _send_error(send, 408, self._refusal(scope, error), close=True)
             return
         if body is None:
             return  # the client left before sending its body: nobody to answer
         if body and _is_json(scope) and json_depth_exceeds(body, self.max_json_depth):
             error = errors.InvalidRequest(f"JSON is nested deeper than {self.max_json_depth} levels", field="body")
-            await _send_error(send, 422, error.to_dict())
+            await _send_error(send, 422, self._refusal(scope, error))
             return
         scope[BODY] = body  # the fast routes' parsers read it here (api/fast_route.py)
         await self.app(scope, replay(body, receive), send)
