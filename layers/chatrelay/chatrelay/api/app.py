@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors, snapshot
 from chatrelay.api import routes_auth, routes_history, routes_me, routes_requests, routes_system
+from chatrelay.api.deferred_route import mount
 from chatrelay.api.fast_route import FastDispatch
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import ChatRelayAPI, RequestContextMiddleware
@@ -126,19 +127,20 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
                        max_json_depth=settings.max_json_depth, body_read_timeout=settings.body_read_timeout,
                        error_body=error_body)
     app.add_middleware(RequestContextMiddleware, trust_lambda_context=settings.trust_lambda_context)
-    app.include_router(routes_system.router)
+    # Each route is built by the first request it answers (api/deferred_route.py).
+    mount(app, routes_system.router)
     if streaming:  # imported only where they are served
         from chatrelay.api import routes_chat, routes_openai, routes_ui
 
-        app.include_router(routes_chat.router)
-        app.include_router(routes_openai.router)
-        app.include_router(routes_ui.router)
+        mount(app, routes_chat.router)
+        mount(app, routes_openai.router)
+        mount(app, routes_ui.router)
         ERROR_SHAPES[routes_openai.PATH] = _openai_shape
         services.registry.import_adapters()  # at start-up, not in a first turn's time to first token
-    app.include_router(routes_history.router)
-    app.include_router(routes_requests.router)
-    app.include_router(routes_auth.router)
-    app.include_router(routes_me.router)
+    mount(app, routes_history.router)
+    mount(app, routes_requests.router)
+    mount(app, routes_auth.router)
+    mount(app, routes_me.router)
     routes_system.add_snapstart_hooks(app, settings.snapstart_before_path, settings.snapstart_after_path)
     if settings.cors_origins:
         app.add_middleware(

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatrelay import errors
 from chatrelay.api import limits
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.services import Services
 
 DECLINE: Any = object()
@@ -42,7 +43,7 @@ Model = TypeVar("Model", bound=BaseModel)
 def fast_route(parser: FastParser) -> type[APIRoute]:
     """An ``APIRoute`` class (for ``route_class_override``) that tries ``parser`` first."""
 
-    class FastRoute(APIRoute):
+    class FastRoute(DeferredRoute):
         def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
             slow = super().get_route_handler()
 

@@ -14,26 +14,30 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from chatrelay import errors
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.schemas import ErrorBody
 from chatrelay.api.security import ServicesDep
 from chatrelay.api.services import Services
 from chatrelay.observability import hash_user_id, logger
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=DeferredRoute)
 
 
 class WeChatLoginRequest(BaseModel):
+    # Built with its route, by the route's first request (api/deferred_route.py), not at start-up.
+    model_config = ConfigDict(defer_build=True)
+
     code: str = Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$", description="From wx.login().")
 
 
 class RefreshRequest(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     refresh_token: str = Field(alias="refreshToken", min_length=1, max_length=512)
 
 
 class TokenPair(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     token: str = Field(description="Access token: `Authorization: Bearer <token>`.")
     token_type: Literal["Bearer"] = Field("Bearer", alias="tokenType")

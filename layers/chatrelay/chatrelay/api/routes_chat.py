@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 
 from chatrelay import errors
 from chatrelay.api import fast_route
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ChatStreamRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
@@ -19,7 +20,7 @@ from chatrelay.api.services import Services
 from chatrelay.streaming.response import NewlineStyle, StreamFormat, sse_response
 from chatrelay.turns import TurnStream
 
-router = APIRouter(prefix="/v1", tags=["chat"])
+router = APIRouter(prefix="/v1", tags=["chat"], route_class=DeferredRoute)
 
 _ERRORS = {
     401: {"model": ErrorBody},

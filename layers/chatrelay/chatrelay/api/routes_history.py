@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 
 from chatrelay import errors
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.schemas import ErrorBody, FeedbackRequest
 from chatrelay.api.security import ServicesDep, UserId
 
-router = APIRouter(prefix="/v1", tags=["history"])
+router = APIRouter(prefix="/v1", tags=["history"], route_class=DeferredRoute)
 
 IdPath = Annotated[str, Path(pattern=r"^[0-9A-Za-z_-]{1,64}$")]
 Limit = Annotated[int, Query(ge=1, le=100)]

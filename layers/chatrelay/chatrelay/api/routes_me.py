@@ -5,11 +5,12 @@
 
 from fastapi import APIRouter, Response
 
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.schemas import ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 from chatrelay.observability import hash_user_id, logger
 
-router = APIRouter(prefix="/v1/me", tags=["me"])
+router = APIRouter(prefix="/v1/me", tags=["me"], route_class=DeferredRoute)
 
 
 @router.delete("/data", status_code=204, responses={401: {"model": ErrorBody}})

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from chatrelay import errors
 from chatrelay.api import fast_route
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ID_PATTERN
 from chatrelay.api.security import ServicesDep, UserId
@@ -26,7 +27,7 @@ from chatrelay.streaming.openai_chunks import Completion, completion_chunks, err
 from chatrelay.streaming.response import SSE_HEADERS, event_stream_response
 from chatrelay.turns import ChatMessage, TurnRequest
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=DeferredRoute)
 PATH = "/v1/chat/completions"
 
 
@@ -52,12 +53,15 @@ _ERRORS = {status: {"model": OpenAIErrorBody} for status in (401, 404, 413, 422,
 
 
 class TextPart(BaseModel):
+    # Built with its route, by the route's first request (api/deferred_route.py), not at start-up.
+    model_config = ConfigDict(defer_build=True)
+
     type: Literal["text"]
     text: StrictStr
 
 
 class InputMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: StrictStr | list[TextPart] | None = None
@@ -69,13 +73,15 @@ class InputMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
     """The fields chatrelay uses; the others (temperature, tools, ...) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     model: str | None = Field(None, max_length=64)
     messages: list[InputMessage] = Field(min_length=1, max_length=400)

@@ -14,10 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.schemas import ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 
-router = APIRouter(prefix="/v1/requests", tags=["history"])
+router = APIRouter(prefix="/v1/requests", tags=["history"], route_class=DeferredRoute)
 RequestIdPath = Annotated[str, Path(pattern=r"^[\x21-\x2e\x30-\x7e]{1,128}$")]
 _404 = {404: {"model": ErrorBody}, 401: {"model": ErrorBody}}
 

@@ -6,10 +6,11 @@
 from fastapi import APIRouter, FastAPI, Response
 
 from chatrelay import errors, snapshot
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.schemas import DevLoginRequest, ErrorBody
 from chatrelay.api.security import ServicesDep, UserId
 
-router = APIRouter(tags=["system"])
+router = APIRouter(tags=["system"], route_class=DeferredRoute)
 
 
 @router.get("/healthz")

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from chatrelay import errors
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.api.lambda_context import request_deadline
 from chatrelay.api.schemas import ErrorBody, Id
 from chatrelay.api.security import ServicesDep, UserId
@@ -26,18 +27,19 @@ from chatrelay.streaming.response import event_stream_response
 from chatrelay.streaming.ui_messages import HEADERS, ui_message_chunks
 from chatrelay.turns import TurnRequest, TurnStream
 
-router = APIRouter(prefix="/v1/ui", tags=["ai-sdk"])
+router = APIRouter(prefix="/v1/ui", tags=["ai-sdk"], route_class=DeferredRoute)
 
 
 class UIPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Built with its route, by the route's first request (api/deferred_route.py), not at start-up.
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     type: str = Field(max_length=64)
     text: StrictStr | None = None
 
 
 class UIMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: str = Field("", max_length=128)
     role: Literal["system", "user", "assistant"]
@@ -48,7 +50,7 @@ class UIMessage(BaseModel):
 
 
 class UIChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     id: Id
     messages: list[UIMessage] = Field(min_length=1, max_length=400)

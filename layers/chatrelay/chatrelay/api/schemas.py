@@ -27,7 +27,8 @@ Label = Annotated[str, BeforeValidator(_number_as_text), Field(max_length=64, pa
 class ChatStreamRequest(BaseModel):
     """``POST /v1/chat/stream``. Unknown fields (such as a client-sent ``userId``) are ignored."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    # Built with its route, by the route's first request (api/deferred_route.py), not at start-up.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
 
     prompt: StrictStr = Field(min_length=1, description="The user's question (rules: chatrelay/turns/validation.py).")
     conversation_id: Id | None = Field(None, alias="conversationId", description="Absent: a new conversation.")
@@ -57,10 +58,14 @@ class ChatStreamRequest(BaseModel):
 
 
 class DevLoginRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     user_id: str = Field(alias="userId", pattern=r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 
 class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     useful: Literal[-1, 0, 1]
 
 

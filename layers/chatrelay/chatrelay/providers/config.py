@@ -38,7 +38,8 @@ class ProvidersFileError(ValueError):
 
 
 class TimeoutsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Built when a providers file is read (without one, never).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     connect: PositiveFloat | None = None
     first_token: PositiveFloat | None = None
@@ -47,7 +48,7 @@ class TimeoutsConfig(BaseModel):
 
 
 class ProviderConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     kind: Kind = "openai_compat"
     base_url: str | None = None
@@ -73,7 +74,7 @@ class ProviderConfig(BaseModel):
 
 
 class ProvidersFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     providers: dict[str, ProviderConfig]
 
