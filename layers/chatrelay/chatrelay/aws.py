@@ -57,12 +57,12 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from chatrelay import http1
 
@@ -98,8 +98,7 @@ class AwsUnreachable(Exception):
 # ---- credentials -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(msgspec.Struct, frozen=True):
     access_key: str
     secret_key: str = ""
     token: str | None = None

@@ -8,33 +8,30 @@ the answer, as in the ``id:`` lines of the SSE stream.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.store.records import TurnStatus
 
 
-@dataclass(frozen=True, slots=True)
-class MetaEvent:
+class MetaEvent(msgspec.Struct, frozen=True):
     conversation_id: str
     message_id: str
     model: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeltaEvent:
+class DeltaEvent(msgspec.Struct, frozen=True):
     text: str
     offset: int
     """Characters (code points) of the answer so far, this delta included."""
 
 
-@dataclass(frozen=True, slots=True)
-class ReasoningEvent:
+class ReasoningEvent(msgspec.Struct, frozen=True):
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
+class ErrorEvent(msgspec.Struct, frozen=True):
     code: str
     message: str
     offset: int | None = None
@@ -46,8 +43,7 @@ class ErrorEvent:
         return cls(code, errors.STREAM_ERRORS[code], offset)
 
 
-@dataclass(frozen=True, slots=True)
-class DoneEvent:
+class DoneEvent(msgspec.Struct, frozen=True):
     finish_reason: str
     usage: dict[str, int] | None = None
 
@@ -55,8 +51,7 @@ class DoneEvent:
 RelayEvent = MetaEvent | DeltaEvent | ReasoningEvent | ErrorEvent | DoneEvent
 
 
-@dataclass(frozen=True, slots=True)
-class TurnOutcome:
+class TurnOutcome(msgspec.Struct, frozen=True):
     """How a turn ended; handed to ``on_end`` hooks (quota accounting, for one)."""
 
     user_id: str

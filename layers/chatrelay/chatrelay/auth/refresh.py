@@ -20,7 +20,8 @@ import binascii
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.auth.tokens import USER_ID_PATTERN
@@ -28,8 +29,7 @@ from chatrelay.observability import hash_user_id, logger
 from chatrelay.store.refresh_tokens import RefreshTokenStore
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
+class _Parsed(msgspec.Struct, frozen=True):
     user_id: str
     family: str
     secret: str

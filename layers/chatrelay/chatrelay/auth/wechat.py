@@ -25,10 +25,10 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 
 from chatrelay import errors
 from chatrelay.observability import logger
@@ -79,8 +79,7 @@ def openid_of(user_id: str) -> str | None:
     return openid if _OPENID.fullmatch(openid) else None
 
 
-@dataclass(frozen=True, slots=True)
-class WeChatIdentity:
+class WeChatIdentity(msgspec.Struct, frozen=True):
     """Who logged in. The session key is deliberately not kept."""
 
     openid: str

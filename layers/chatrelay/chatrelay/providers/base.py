@@ -10,20 +10,19 @@ SSE towards the client, no retries across vendors. Failures leave it only as
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
 
 Role = Literal["system", "user", "assistant"]
 
 
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
+class ChatMessage(msgspec.Struct, frozen=True):
     role: Role
     content: str
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -46,8 +45,7 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class ChatDelta:
+class ChatDelta(msgspec.Struct, frozen=True):
     """One piece of an upstream answer; any field may be empty."""
 
     text: str = ""
@@ -58,12 +56,11 @@ class ChatDelta:
     """Set by a provider that fronts others (failover): which one is answering."""
 
 
-@dataclass(frozen=True, slots=True)
-class StreamParams:
+class StreamParams(msgspec.Struct, frozen=True):
     model: str
     max_tokens: int | None = None
     temperature: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
+    extra: dict[str, object] = msgspec.field(default_factory=dict)
 
     def options(self, max_tokens_key: str = "max_tokens") -> dict[str, object]:
         """The optional fields of a vendor's JSON request body; ``extra`` comes last, so it wins."""

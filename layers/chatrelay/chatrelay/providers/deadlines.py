@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams
 
 
-@dataclass(frozen=True, slots=True)
-class Timeouts:
+class Timeouts(msgspec.Struct, frozen=True):
     """Seconds; ``None`` leaves a limit to the relay's service-wide settings."""
 
     connect: float | None = None

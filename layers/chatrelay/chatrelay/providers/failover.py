@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 from chatrelay import errors
 from chatrelay.observability import logger
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams, Usage
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     name: str
     provider: Provider
     model: str | None = None

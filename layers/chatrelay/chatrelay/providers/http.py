@@ -28,10 +28,10 @@ import contextlib
 import http.cookiejar
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 
 from chatrelay import errors
 from chatrelay.http1 import HTTP1Transport, proxies_configured
@@ -139,8 +139,7 @@ def event_object(name: str, data: str, what: str) -> dict[str, Any]:
 # --- SSE, decoder side ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class SSEMessage:
+class SSEMessage(msgspec.Struct, frozen=True):
     event: str = "message"
     data: str = ""
     id: str | None = None

@@ -25,8 +25,9 @@ by secret name are read through ``chatrelay.secrets`` when the adapter is built.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import msgspec
 
 from chatrelay import errors, secrets
 from chatrelay.providers.base import ChatDelta, ChatMessage, Provider, StreamParams
@@ -36,8 +37,7 @@ from chatrelay.providers.failover import FailoverProvider, Member
 from chatrelay.settings import Settings, environment_variable, vendor_variables
 
 
-@dataclass(frozen=True, slots=True)
-class Preset:
+class Preset(msgspec.Struct, frozen=True):
     name: str
     base_url: str
     model: str
@@ -53,7 +53,7 @@ class Preset:
     region: str | None = None
     """Bedrock: the AWS region (default: the service's ``AWS_REGION``)."""
     max_tokens: int | None = None
-    timeouts: Timeouts = field(default_factory=Timeouts)
+    timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     fallback: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     """Other names clients send for this preset (providers file ``aliases``)."""
@@ -144,8 +144,7 @@ def _bedrock(w: Wiring) -> Provider:
                                    read_timeout=w.read_timeout)
 
 
-@dataclass(frozen=True, slots=True)
-class AdapterKind:
+class AdapterKind(msgspec.Struct, frozen=True):
     """One ``kind`` of the providers file: its adapter factory and the defaults of its entries."""
 
     build: Callable[[Wiring], Provider]

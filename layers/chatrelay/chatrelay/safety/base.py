@@ -11,8 +11,9 @@ let the text through or refuse it — is the caller's policy
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, Protocol
+
+import msgspec
 
 MAX_CHECK_CHARS = 2500
 """msg_sec_check's limit on ``content``; checkers split longer texts."""
@@ -21,8 +22,7 @@ Suggest = Literal["pass", "review", "risky"]
 _RANK = {"pass": 0, "review": 1, "risky": 2}
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):
     suggest: Suggest
     label: int | None = None
     """The vendor's category (WeChat: 100 normal, 10001 ad, 20001 politics, 20002 porn,

@@ -12,10 +12,11 @@ atomic and conditional.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Protocol
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.store.records import Conversation, Page, Turn, TurnStart, TurnStatus, parse_timestamp, utc_now
@@ -126,8 +127,7 @@ class StartConflict(Enum):
     """The conversation to add the turn to is not the user's, or already holds the most turns."""
 
 
-@dataclass(frozen=True, slots=True)
-class TurnEnding:
+class TurnEnding(msgspec.Struct, frozen=True):
     """A turn's ending as a back end writes it; a field left None is not written."""
 
     status: TurnStatus

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
+
+import msgspec
 
 _TIMESTAMP = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -31,8 +32,7 @@ class TurnStatus(str, Enum):
     """Refused by the content check: the question (never sent to the model) or part of the answer."""
 
 
-@dataclass(slots=True)
-class Conversation:
+class Conversation(msgspec.Struct):
     conversation_id: str
     title: str
     created_at: str
@@ -51,8 +51,7 @@ class Conversation:
         }
 
 
-@dataclass(slots=True)
-class Turn:
+class Turn(msgspec.Struct):
     message_id: str
     conversation_id: str
     question: str
@@ -99,14 +98,12 @@ class Turn:
         }
 
 
-@dataclass(slots=True)
-class Page:
-    items: list[Any] = field(default_factory=list)
+class Page(msgspec.Struct):
+    items: list[Any] = msgspec.field(default_factory=list)
     next_cursor: str | None = None
 
 
-@dataclass(slots=True)
-class TurnStart:
+class TurnStart(msgspec.Struct):
     """The outcome of starting a turn: a fresh one, or the turn a retried requestId already made."""
 
     turn: Turn

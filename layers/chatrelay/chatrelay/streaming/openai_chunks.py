@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
@@ -64,12 +65,11 @@ def _dumps(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(slots=True)
-class ChunkEncoder:
+class ChunkEncoder(msgspec.Struct):
     """One turn's events as ``chat.completion.chunk`` SSE bytes."""
 
     include_usage: bool = False
-    created: int = field(default_factory=lambda: int(time.time()))
+    created: int = msgspec.field(default_factory=lambda: int(time.time()))
     _head: str = ""
     pending_error: bytes = b""
     """An error chunk held until the turn's ending is stored (its ``done`` event), so a client
@@ -117,14 +117,13 @@ async def completion_chunks(events: AsyncIterator[RelayEvent], *, include_usage:
     yield b"data: [DONE]\n\n"
 
 
-@dataclass(slots=True)
-class Completion:
+class Completion(msgspec.Struct):
     """A whole turn gathered for a non-streamed ``chat.completion``."""
 
     message_id: str = ""
     model: str = ""
-    text: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
+    text: list[str] = msgspec.field(default_factory=list)
+    reasoning: list[str] = msgspec.field(default_factory=list)
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
     error: ErrorEvent | None = None

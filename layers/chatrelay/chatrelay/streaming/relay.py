@@ -37,9 +37,9 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 
 import anyio
+import msgspec
 
 from chatrelay import errors
 from chatrelay.events import (
@@ -60,8 +60,7 @@ from chatrelay.store.base import TurnStore
 from chatrelay.store.records import Turn, TurnStatus
 
 
-@dataclass(slots=True)
-class RelayLimits:
+class RelayLimits(msgspec.Struct):
     first_token_timeout: float = 60.0
     idle_timeout: float = 60.0
     max_answer_seconds: float = 600.0
@@ -87,10 +86,9 @@ class RelayLimits:
         )
 
 
-@dataclass(slots=True)
-class _Progress:
-    answer: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
+class _Progress(msgspec.Struct):
+    answer: list[str] = msgspec.field(default_factory=list)
+    reasoning: list[str] = msgspec.field(default_factory=list)
     chars: int = 0
     usage: Usage | None = None
     finish_reason: str | None = None

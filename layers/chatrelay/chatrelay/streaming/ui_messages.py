@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+
+import msgspec
 
 from chatrelay import errors
 from chatrelay.events import DeltaEvent, DoneEvent, ErrorEvent, MetaEvent, ReasoningEvent, RelayEvent
@@ -37,8 +38,7 @@ def _chunk(payload: dict[str, object]) -> bytes:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-@dataclass(slots=True)
-class UIMessageEncoder:
+class UIMessageEncoder(msgspec.Struct):
     message_id: str = ""
     _text_open: bool = False
     _reasoning_open: bool = False

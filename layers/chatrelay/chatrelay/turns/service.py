@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 from chatrelay import errors
 from chatrelay.events import DoneEvent, ErrorEvent, MetaEvent, RelayEvent
@@ -41,8 +43,7 @@ from chatrelay.turns.context import build_messages, client_messages
 from chatrelay.turns.validation import check_prompt
 
 
-@dataclass(frozen=True, slots=True)
-class TurnRequest:
+class TurnRequest(msgspec.Struct, frozen=True):
     """A new question, as any surface received it (already type-checked)."""
 
     prompt: str
@@ -65,8 +66,7 @@ class TurnRequest:
     exclude_message_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TurnStream:
+class TurnStream(msgspec.Struct, frozen=True):
     """A turn's identity and its events, for a route to wrap in a response."""
 
     conversation_id: str
