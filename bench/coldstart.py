@@ -1,7 +1,7 @@
 """Cold start of the Lambda entry points against a bare FastAPI app, import time, artifact size.
 
 The entry points are started as Lambda starts them: ``run.sh`` (what Lambda Web Adapter
-runs: ``exec python -m uvicorn ... main:app``) with the layer on PYTHONPATH, timed from
+runs: ``exec python main.py``, which starts uvicorn) with the layer on PYTHONPATH, timed from
 process spawn to the first byte of ``GET /healthz``; and the Mangum handler, imported by
 a fresh interpreter and invoked with an API Gateway event, timed from spawn to the
 handler's return. The baseline is a bare FastAPI hello app started the same way, by the

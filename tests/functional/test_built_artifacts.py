@@ -126,7 +126,7 @@ def _size_mb(path: Path) -> float:
 
 def test_built_layer_holds_the_package_and_its_dependencies_but_not_boto3():
     assert (LAYER / "chatrelay" / "__init__.py").is_file() and (LAYER / "chatrelay" / "api" / "app.py").is_file()
-    for dependency in ("fastapi", "uvicorn", "httpx", "pydantic_core", "jwt", "mangum",
+    for dependency in ("fastapi", "uvicorn", "httpx", "pydantic_core", "msgspec", "jwt", "mangum",
                        "aws_lambda_powertools"):
         assert (LAYER / dependency).is_dir(), dependency
     for provided_by_lambda in ("boto3", "botocore", "s3transfer"):
@@ -218,10 +218,11 @@ def built_stream_function(dynamodb, mock_llm):
 
 def test_built_streaming_function_streams_without_buffering(built_stream_function, mock_llm, user):
     url, process = built_stream_function
-    # run.sh exec's (same pid) `python -m uvicorn … main:app`: the python3.12 found on PATH, with
-    # the layer first on PYTHONPATH and /opt/python appended, as on Lambda.
+    # run.sh exec's (same pid) `python <its directory>/main.py`, which starts uvicorn: the python3.12
+    # found on PATH, with the layer first on PYTHONPATH and /opt/python appended, as on Lambda.
     cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    assert cmdline[:3] == [b"python", b"-m", b"uvicorn"] and b"main:app" in cmdline
+    script = (Path(f"/proc/{process.pid}/cwd").resolve() / cmdline[1].decode()).resolve()
+    assert cmdline[0] == b"python" and script == (BUILD / "StreamFunction" / "main.py").resolve()
     assert Path(f"/proc/{process.pid}/exe").resolve().name.startswith("python3.12")
     environ = dict(item.split(b"=", 1)
                    for item in Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0") if item)
