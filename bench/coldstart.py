@@ -193,9 +193,25 @@ def _taskset(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)] if cpu is not None and shutil.which("taskset") else []
 
 
+# A first chat request without a token: refused (401) by the route's own dependency, so it builds
+# the route and its request model (api/deferred_route.py) but needs no DynamoDB or upstream.
+_CHAT = b'{"prompt": "hi"}'
+_CHAT_REQUEST = (b"POST /v1/chat/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(_CHAT)).encode() + b"\r\nConnection: close\r\n\r\n" + _CHAT)
+
+
+def _request_ms(port: int, request: bytes) -> float:
+    started = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.recv(1)
+    return (time.perf_counter() - started) * 1000
+
+
 def serve(target: Target, fn_dir: Path, log: Path, pythonpath: str | None = None, cpu: int | None = 0,
-          timeout: float = 60) -> tuple[float, float]:
-    """run.sh from ``fn_dir``: seconds from spawn to the first byte of /healthz, and peak RSS (MB)."""
+          timeout: float = 60, chats: list[tuple[float, float]] | None = None) -> tuple[float, float]:
+    """run.sh from ``fn_dir``: seconds from spawn to the first byte of /healthz, and peak RSS (MB).
+    With ``chats``: then two chat requests (``_CHAT_REQUEST``), ms to the first byte of each, appended."""
     port = _free_port()
     # PORT too: the run.sh of an older build (CHATRELAY_BENCH_COMPARE) reads that one.
     env = _env(target, fn_dir, pythonpath, AWS_LWA_PORT=str(port), PORT=str(port))
@@ -205,6 +221,8 @@ def serve(target: Target, fn_dir: Path, log: Path, pythonpath: str | None = None
                                    stdout=out, stderr=subprocess.STDOUT)
         try:
             first = _first_byte(port, started, timeout)
+            if chats is not None:
+                chats.append((_request_ms(port, _CHAT_REQUEST), _request_ms(port, _CHAT_REQUEST)))
             return first - started, _vm(process.pid, "VmHWM")
         finally:
             stop_process(process)
@@ -354,8 +372,9 @@ def section(work: Path, quick: bool, runs: int | None = None) -> Section:
     for other in others:
         samples[f"runsh@{other.label}"], samples[f"mangum@{other.label}"] = [], []
     cold_runs = runs or (1 if quick else 7)
+    chats: list[tuple[float, float]] = []
     for _ in range(cold_runs):  # interleaved
-        samples["runsh"].append(serve(target, target.stream_dir, log))
+        samples["runsh"].append(serve(target, target.stream_dir, log, chats=chats))
         samples["runsh_bare"].append(serve(target, bare, log))
         for other in others:
             samples[f"runsh@{other.label}"].append(serve(other, other.stream_dir, log))
@@ -367,7 +386,12 @@ def section(work: Path, quick: bool, runs: int | None = None) -> Section:
     rss = {k: max(r for _, r in v) for k, v in samples.items()}
     ratio = {"runsh": cold["runsh"] / cold["runsh_bare"], "mangum": cold["mangum"] / cold["mangum_bare"]}
     out.raw["cold"] = {"target": target.label, "samples": samples, "median_s": cold, "ratio": ratio}
-    notes = []
+    first_chat = statistics.median(c for c, _ in chats)
+    next_chat = statistics.median(c for _, c in chats)
+    out.raw["cold"]["chat_ms"] = chats
+    notes = [f"After /healthz, the first POST /v1/chat/stream (refused 401 without a token; it builds the route "
+             f"and its request model, api/deferred_route.py) took {first_chat:.1f} ms to its first byte, the next "
+             f"{next_chat:.1f} ms (medians): start-up builds no route, a route is built by its first request."]
     for other in others:
         r_runsh = cold[f"runsh@{other.label}"] / cold["runsh_bare"]
         r_mangum = cold[f"mangum@{other.label}"] / cold["mangum_bare"]
@@ -446,20 +470,17 @@ def section(work: Path, quick: bool, runs: int | None = None) -> Section:
         out.limits.append(
             f"- **Cold start** (run.sh {ratio['runsh']:.2f}×, Mangum {ratio['mangum']:.2f}× the bare app, both with "
             "bytecode): the libraries the first request needs, which a hello app never imports. Beyond the bare "
-            f"app (self ms by package, median of runs): {_packages(extra, 8)}. chatrelay's own modules are mostly "
-            "its routes' pydantic models and FastAPI's per-route work at import (a TypeAdapter per parameter and "
-            "per documented error response; the error models defer their schema); httpx is imported at start-up "
-            "by `chatrelay/aws.py` (the DynamoDB client, over `chatrelay/http1.py`); the provider adapters are "
-            "imported by the streaming function only (its first turn needs one), never by the API function; "
-            "the settings model and Powertools' logger are needed by every request, PyJWT by every /v1 one. "
-            "Not shipped: `pydantic.v1` (FastAPI imported it to check that no route model is a v1 one) and "
-            "httpx's CLI (it imported click); pydantic-settings is gone. Nothing rarely used is imported at "
-            "start-up (WeChat, content safety when off, YAML, Bedrock, Powertools metrics and tracing; in the "
-            "Mangum function sse-starlette, the turn service, its relay and quotas), botocore and boto3 are "
-            "gone (the store and the secrets speak to AWS through `chatrelay/aws.py`), and no garbage "
-            "collection runs during start-up. The gap that remains is proportional to the app itself; SnapStart "
-            "(template parameter `SnapStart`) removes it from the first byte altogether, since a restored "
-            "snapshot has already imported everything.")
+            f"app (self ms by package, median of runs): {_packages(extra, 8)}. Already out of start-up: route "
+            "building (each route is built by its first request, api/deferred_route.py), dataclass code "
+            "generation (the value types are msgspec Structs), uvicorn's command line (run.sh runs main.py, "
+            "which starts uvicorn: imported inside uvicorn's event loop, CPython 3.12 unmapped and mapped again "
+            "a frame-stack chunk thousands of times), `pydantic.v1`, httpx's CLI, pydantic-settings, botocore "
+            "and boto3, and everything rarely used (WeChat, content safety when off, YAML, Bedrock, Powertools "
+            "tracing; in the Mangum function the turn service, its relay, quotas and the vendor adapters). What "
+            "is left is needed by the first request: httpx (the client API to vendors and AWS), the settings "
+            "model, Powertools' logger and metrics, PyJWT, and the app's own modules. SnapStart (template "
+            "parameter `SnapStart`) removes it from the first byte altogether, since a restored snapshot has "
+            "already imported everything.")
     return out
 
 

@@ -72,7 +72,7 @@ APP_SETTINGS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "false",
 }
-# run.sh's flags (functions/stream/run.sh), plus the module path.
+# The options functions/stream/main.py starts uvicorn with (host, no access log), plus the module path.
 UVICORN_FLAGS = ["--host", "127.0.0.1", "--no-access-log"]
 LITELLM = ROOT / ".tools" / "litellm" / "bin" / "litellm"
 LITELLM_KEY = "sk-bench-master-key"
@@ -836,7 +836,7 @@ def main() -> None:
         f"- Packages: {info['versions']}.",
         f"- The run took {elapsed:.0f} s.",
         f"- App: `bench/app_launcher.py chatrelay.api.asgi:app {' '.join(UVICORN_FLAGS)}` = `python -m uvicorn` with "
-        f"run.sh's flags plus a `gc.callbacks` hook that logs full collections; one worker, `taskset -c {APP_CPU}`. "
+        f"the streaming function's uvicorn options plus a `gc.callbacks` hook that logs full collections; one worker, `taskset -c {APP_CPU}`. "
         "uvicorn picks uvloop + httptools when installed (the dev extra installs them); an identical instance with "
         "`--loop asyncio --http h11` (what the Lambda layer ships) serves the second CPU figure.",
         "- App environment: " + ", ".join(f"`{k}={v}`" for k, v in APP_SETTINGS.items()) +
