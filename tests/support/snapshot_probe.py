@@ -32,6 +32,7 @@ import httpx
 
 from chatrelay import ids, snapshot
 from chatrelay.api.app import create_entry_app
+from chatrelay.api.deferred_route import DeferredRoute
 from chatrelay.store.table import turn_key
 
 mode = sys.argv[1]
@@ -99,6 +100,7 @@ if mode == "runtime":
 else:
     lwa_post(services.settings.snapstart_before_path)
 at_snapshot = {
+    "routes_built": all(route.built for route in app.routes if isinstance(route, DeferredRoute)),
     "dynamodb_pool_open": old["table_client"].pool_open,
     "ernie_http_closed": old["ernie_http"].is_closed,
     "wechat_http_closed": old["wechat_http"].is_closed,

@@ -8,8 +8,9 @@ The app is made safe in two places:
 
 - **before the snapshot** (:func:`before_snapshot`): every registered process-wide object
   closes its pooled connections (``Services.before_snapshot``: the DynamoDB client's pool,
-  the providers' and WeChat's httpx clients), and the cached credentials and secret values
-  are dropped;
+  the providers' and WeChat's httpx clients), the cached credentials and secret values
+  are dropped, and the routes not built yet are built (``api/deferred_route.py``: into the
+  snapshot once, not by each restored copy's first requests);
 - **after each restore** (:func:`after_restore`), before the copy serves anything:
   ``random`` is reseeded from the kernel, credentials and secrets are dropped again, and each
   registered object rebuilds itself (``Services.after_restore``: secrets read again, a new

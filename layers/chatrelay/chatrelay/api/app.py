@@ -14,7 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from chatrelay import __version__, errors, snapshot
 from chatrelay.api import routes_auth, routes_history, routes_me, routes_requests, routes_system
-from chatrelay.api.deferred_route import mount
+from chatrelay.api.deferred_route import BuiltBeforeSnapshot, mount
 from chatrelay.api.fast_route import FastDispatch
 from chatrelay.api.limits import RequestLimitsMiddleware
 from chatrelay.api.middleware import ChatRelayAPI, RequestContextMiddleware
@@ -170,10 +170,11 @@ def create_entry_app(*, streaming: bool = True) -> FastAPI:
     start). The entry points turn the collector off while they import; it is on again here.
 
     The process-wide services are registered for SnapStart (chatrelay/snapshot.py): closed
-    before a snapshot, rebuilt after each restore.
+    before a snapshot, rebuilt after each restore; the routes are built before it.
     """
     app = create_app(streaming=streaming)
     snapshot.register(app.state.services)
+    snapshot.register(BuiltBeforeSnapshot(app.routes))
     gc.freeze()
     gc.enable()
     return app
