@@ -25,12 +25,19 @@ app's own router with ``add_api_route``, as a new deferred route of this app (de
 overrides are the app's), so every app built from the same modules has its own routes.
 """
 
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, compile_path, get_name
+
+# FastAPI builds each parameter's TypeAdapter over Annotated[Model, Body(alias="body")] with this
+# pydantic warning silenced (fastapi/_compat/v2.py: the alias is deliberate). Over a model that
+# defers its build (the routes' request models: built with their route), the adapter is built on
+# first use instead, outside that silence; the warning would reach the logs for nothing.
+warnings.filterwarnings("ignore", message="The 'alias' attribute with value 'body' was provided", module="pydantic")
 
 
 class DeferredRoute(APIRoute):
