@@ -344,10 +344,12 @@ async def _until_sent(task: asyncio.Task) -> None:
     Both run on the event loop; the write's encoding and signing, if they came first, would
     delay the request the model's time to first token waits on. The request is out once its
     task waits on I/O (``_fut_waiter``: a bare ``sleep(0)``-style yield leaves it unset);
-    bounded, so a slow path (a new connection) delays the write only a little.
+    bounded, so a slow path (a new connection) delays the write only a little. ``_fut_waiter`` is
+    CPython's (3.11-3.13, C and Python tasks alike), not an API: where a task lacks it, the
+    write waits the bounded steps.
     """
     for _ in range(_SEND_STEPS):
-        if task.done() or task._fut_waiter is not None:  # type: ignore[attr-defined]
+        if task.done() or getattr(task, "_fut_waiter", None) is not None:
             return
         await asyncio.sleep(0)
 
