@@ -65,10 +65,6 @@ ErrorBody = Callable[[str, int, str, str, dict[str, object]], dict[str, object]]
 """(path, status, code, message, extra fields) -> the error's body (app.py's ``error_body``)."""
 
 
-def _native_body(path: str, status: int, code: str, message: str, extra: dict[str, object]) -> dict[str, object]:
-    return {"code": code, "message": message, **extra}
-
-
 def _is_json(scope: Scope) -> bool:
     for name, value in scope.get("headers") or ():
         if name == b"content-type":
@@ -78,8 +74,8 @@ def _is_json(scope: Scope) -> bool:
 
 class RequestLimitsMiddleware:
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, max_json_depth: int, body_read_timeout: float = 15.0,
-        error_body: ErrorBody = _native_body,
+        self, app: ASGIApp, *, error_body: ErrorBody, max_body_bytes: int, max_json_depth: int,
+        body_read_timeout: float = 15.0,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
